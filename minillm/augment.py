@@ -563,10 +563,15 @@ def random_swap(words: Sequence[str], n: int, rng: np.random.Generator) -> list:
     return new
 
 
+_SOFT_PUNCT = frozenset({",", ";", ":"})
+
+
 def random_deletion(words: Sequence[str], p: float, rng: np.random.Generator) -> list:
     """RD: delete each word independently with probability ``p``. Never returns
     an empty list (nor a list without words): if every word was deleted, one
-    random word is kept, as in EDA. A single-word input is returned unchanged."""
+    random word is kept, as in EDA. A single-word input is returned unchanged.
+    Punctuation tokens are kept, except a ``,``/``;``/``:`` left dangling by the
+    deletion (after a line start or another punctuation mark)."""
     new = list(words)
     pos = _word_positions(new)
     if len(pos) <= 1:
@@ -575,7 +580,18 @@ def random_deletion(words: Sequence[str], p: float, rng: np.random.Generator) ->
     if drop.all():
         drop[int(rng.integers(len(pos)))] = False
     dropped = {pos[k] for k in np.flatnonzero(drop)}
-    return [w for i, w in enumerate(new) if i not in dropped]
+    out: list = []
+    for i, w in enumerate(new):
+        if i in dropped:
+            continue
+        # a comma/semicolon/colon orphaned by the deletion of the word before it
+        # (at a line start or after other punctuation) goes too: "Now, fair
+        # Hippolyta" minus "fair" is "Now, Hippolyta", not "Now,, Hippolyta"
+        if (w in _SOFT_PUNCT and (i - 1) in dropped
+                and (not out or out[-1] == "\n" or not is_word(out[-1]))):
+            continue
+        out.append(w)
+    return out
 
 
 def contextual_replacement(words: Sequence[str], n: int, rng: np.random.Generator,
@@ -587,8 +603,8 @@ def contextual_replacement(words: Sequence[str], n: int, rng: np.random.Generato
     ``predict_fn(words, position)`` receives the current word list (earlier
     replacements included) and the position to fill, and returns candidate
     words, most likely first (it is expected to mask ``words[position]``
-    itself). Candidates equal to the current word (case-insensitive) or that
-    are not words are skipped; the replacement is drawn uniformly from the first
+    itself). Candidates equal to the current word (case-insensitive), stop
+    words and non-words (punctuation, sub-word pieces) are skipped; the replacement is drawn uniformly from the first
     ``top_k`` remaining candidates (``top_k=1``: the most likely one). Positions
     with no usable candidate are left unchanged. Case follows the replaced word.
     """
@@ -600,7 +616,7 @@ def contextual_replacement(words: Sequence[str], n: int, rng: np.random.Generato
     for c in sorted(int(x) for x in chosen):
         i = pos[c]
         cands = [s for s in predict_fn(list(new), i)
-                 if is_word(s) and _lower(s) != _lower(new[i])]
+                 if is_word(s) and _lower(s) != _lower(new[i]) and not _is_stop(s)]
         if not cands:
             continue
         cands = cands[:max(1, top_k)]
@@ -653,8 +669,10 @@ def eda(sentence: str, synonyms=None, alpha_sr: float = 0.1, alpha_ri: float = 0
         seed: Union[int, np.random.Generator, None] = 0) -> list:
     """Generate ``num_aug`` augmented versions of ``sentence`` with EDA.
 
-    Exactly as the EDA reference implementation: ``n_per = int(num_aug / 4) + 1``
-    sentences are produced with each technique whose strength is > 0 -- SR with
+    As the EDA reference implementation: ``n_per = int(num_aug / n_ops) + 1``
+    sentences are produced with each of the ``n_ops`` techniques whose strength
+    is > 0 (the reference divides by 4 always, which yields fewer than
+    ``num_aug`` sentences when techniques are switched off) -- SR with
     ``n = max(1, int(alpha_sr * n_words))``, RI with ``alpha_ri``, RS with
     ``alpha_rs``, RD with ``p = p_rd`` -- the pool is shuffled and the first
     ``num_aug`` are kept (for ``0 < num_aug < 1``, each is kept with
@@ -674,7 +692,10 @@ def eda(sentence: str, synonyms=None, alpha_sr: float = 0.1, alpha_ri: float = 0
     n_words = len(_word_positions(tokens))
     if n_words == 0 or num_aug <= 0:
         return []
-    n_per = int(num_aug / 4) + 1
+    n_ops = sum(a > 0 for a in (alpha_sr, alpha_ri, alpha_rs, p_rd))
+    if n_ops == 0:
+        return []
+    n_per = int(num_aug / n_ops) + 1
     pool: list = []
     if alpha_sr > 0:
         n = max(1, int(alpha_sr * n_words))

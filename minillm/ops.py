@@ -190,26 +190,31 @@ _GELU_C = 0.044715
 
 class GELU(FusedFunction):
     """GELU (Hendrycks & Gimpel, 2016): x·Φ(x), exactly (erf) or with the tanh approximation
-    0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) used by GPT-2. Fused: a few in-place passes."""
+    0.5·x·(1 + tanh(u)), u = √(2/π)(x + 0.044715x³), used by GPT-2.
+
+    Fused: a few in-place passes. The tanh form is computed as x·σ(2u), since
+    0.5(1 + tanh(u)) = σ(2u) and NumPy's float32 exp is about twice as fast as its tanh.
+    """
 
     def forward(self, x, approximate="none"):
         self.approximate = approximate
         xp = _xp(x)
         if approximate == "tanh":
-            u = x * x
-            u *= _GELU_C
-            u += 1
-            u *= x
-            u *= _GELU_K
-            self.t = xp.tanh(u, out=u)   # kept for backward
-        elif approximate == "none":
-            self.t = backend.erf(x * (1 / math.sqrt(2)))
-        else:
+            s = x * x
+            s *= _GELU_C
+            s += 1
+            s *= x
+            s *= -2 * _GELU_K
+            xp.exp(s, out=s)
+            s += 1
+            self.s = xp.reciprocal(s, out=s)       # σ(2u), kept for backward
+            return x * self.s
+        if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        out = self.t + 1
-        out *= x
-        out *= 0.5
-        return out
+        self.s = backend.erf(x * (1 / math.sqrt(2)))
+        self.s += 1
+        self.s *= 0.5                              # Φ(x)
+        return x * self.s
 
     def composite(self, x, approximate="none"):
         if approximate == "tanh":
@@ -217,26 +222,24 @@ class GELU(FusedFunction):
         return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
 
     def fast_backward(self, g):
-        x, t, xp = self.inputs[0].data, self.t, _xp(g)
+        x, s, xp = self.inputs[0].data, self.s, _xp(g)
         if self.approximate == "tanh":
-            # d/dx = 0.5(1+t) + 0.5·x·(1−t²)·k(1+3c·x²)
+            # d/dx x·σ(2u) = σ + x·σ(1−σ)·2u',  u' = k(1 + 3c·x²)
             d = x * x
-            d *= 3 * _GELU_C * _GELU_K
-            d += _GELU_K
-            s = t * t
-            xp.subtract(1, s, out=s)
-            d *= s
+            d *= 6 * _GELU_C * _GELU_K
+            d += 2 * _GELU_K
             d *= x
+            one_minus = 1 - s
+            one_minus *= s
+            d *= one_minus
         else:
-            # d/dx = Φ(x) + x·φ(x) = 0.5(1+erf(x/√2)) + x·exp(−x²/2)/√(2π)
+            # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ(x) = exp(−x²/2)/√(2π)
             d = x * x
             d *= -0.5
             xp.exp(d, out=d)
             d *= x
-            d *= 2 / math.sqrt(2 * math.pi)   # doubled, to share the 0.5 below
-        d += t
-        d += 1
-        d *= 0.5
+            d *= 1 / math.sqrt(2 * math.pi)
+        d += s
         d *= g
         return d
 

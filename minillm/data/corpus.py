@@ -20,9 +20,13 @@ paragraphs separated by one blank line.  Titles, act/scene headers and stage
 directions (``_Enter ..._``, ``_[Aside]_``, ``*Exeunt.*``; possibly spanning
 several lines) are removed, as are Markdown escapes (``\\[``, ``\\--``) and the
 two trailing spaces that mark a Markdown line break.  Text that follows a stage
-direction without a new speaker heading continues the current speech; text that
-appears with no speaker at all (e.g. the Prologue of *Henry VIII*) is attributed
-to the section heading (``PROLOGUE``).
+direction without a new speaker heading continues the current speech.  Text with
+no speaker at all is attributed to the first character named in the preceding
+stage direction (``_Enter TIMON, from the cave_``), else to a ``PROLOGUE`` /
+``EPILOGUE`` / ``CHORUS`` section heading (the Prologue of *Henry VIII*), else to
+``SONG`` after a direction that mentions singing.  :func:`parse_play` lists the
+source irregularities it repairs; Edward III's em dashes become ``--`` like the
+other plays, so the rendered corpus is plain ASCII.
 
 Train/validation split
 ----------------------
@@ -133,6 +137,8 @@ _NUMBERED_RE = re.compile(r"^\d+\\\.\s")
 _NAME_FRAGMENT_RE = re.compile(r"^[A-Z][A-Za-z']*(?:-[A-Za-z']+)*(?: [A-Z][A-Za-z']*)?$")
 # a speaker name run into the first line of the speech (Timon, Henry VI Part 1)
 _INLINE_SPEAKER_RE = re.compile(r"^(?P<name>Master-Gunner|[A-Z][a-z]+'s? Servants?)\s+(?=\S)")
+# a bold "speaker" line that is really a heading
+_BOLD_HEADING_RE = re.compile(r"^(?:SCENE|ACT)\s+[IVXLC]+\.?$", re.IGNORECASE)
 _SPEAKER_FIXES = {"SHALLOW & PAGE & & C": "SHALLOW & PAGE & C"}  # typos in the source
 _SMALL_WORDS = {"a", "an", "and", "as", "at", "but", "for", "in", "of", "on", "or", "the", "to"}
 
@@ -167,6 +173,14 @@ def _clean_spoken_line(line: str) -> str:
 
 def _is_speaker_line(line: str) -> bool:
     return line.startswith("**") and _SPEAKER_RE.match(line) is not None
+
+
+_NAME_WORDS = {"of", "the", "and", "de", "le", "la", "du"}
+
+
+def _is_bold_verse(name: str) -> bool:
+    """A bold line that is a verse fragment, not a name: it has ordinary lowercase words."""
+    return any(w[:1].islower() and w not in _NAME_WORDS for w in name.split())
 
 
 def _next_nonblank(lines: Sequence[str], i: int) -> str:
@@ -241,6 +255,13 @@ def parse_play(markdown: str, slug: str = "", genre: str = "") -> Play:
         was_after_heading, after_scene_heading = after_scene_heading, False
         if first == "*" and _is_speaker_line(line):  # "**RODERIGO**  "
             name = _clean_speaker(_SPEAKER_RE.match(line).group("name"))
+            if _BOLD_HEADING_RE.match(name):  # "**Scene III**" used as a scene heading
+                section, current, after_scene_heading = name, None, True
+                continue
+            if (current is not None and _is_bold_verse(name)
+                    and _next_nonblank(lines, i)[:1].islower()):
+                current.append(name)  # "**This way will I**" + "disrobe the images,": verse
+                continue
             if pending_name:
                 name = " ".join(pending_name + [name])
                 pending_name = []

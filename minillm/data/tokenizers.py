@@ -45,7 +45,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Type
+from typing import Dict, Iterable, List, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -250,9 +250,12 @@ class CharTokenizer(Tokenizer):
         self.stoi: Dict[str, int] = {c: i for i, c in enumerate(chars)}
         self.itos: Dict[int, str] = dict(enumerate(chars))
         self._init_special(special_tokens, first_id=len(chars))
-        order = sorted(range(len(chars)), key=lambda i: ord(chars[i]))
-        self._codepoints = np.array([ord(chars[i]) for i in order], dtype=np.int64)
-        self._code_ids = np.array(order, dtype=np.int64)
+        self._id_to_str: List[str] = list(chars) + list(self.special_tokens)
+        # code point -> id lookup table for the vectorized encode_array (-1: not in vocabulary)
+        top = max((ord(c) for c in chars), default=-1)
+        self._lut = np.full(top + 2, -1, dtype=np.int32)  # last slot: any larger code point
+        for i, c in enumerate(chars):
+            self._lut[ord(c)] = i
 
     @classmethod
     def from_text(cls, text: str, special_tokens: Iterable[str] = ()) -> "CharTokenizer":
@@ -286,23 +289,17 @@ class CharTokenizer(Tokenizer):
             return np.asarray(self.encode(text, allow_special=True), dtype=dtype)
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        # vectorized: code points -> ids by binary search in the sorted code points
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        if len(self._codepoints) == 0:
-            if len(codes):
-                raise self._oov_error(text, 0)
-            return np.zeros(0, dtype=dtype)
-        idx = np.searchsorted(self._codepoints, codes)
-        idx_c = np.minimum(idx, len(self._codepoints) - 1)
-        bad = self._codepoints[idx_c] != codes
-        if bad.any():
+        # vectorized: code points -> ids through a lookup table
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        codes = np.minimum(codes, len(self._lut) - 1)
+        ids = self._lut[codes]
+        if len(ids) and ids.min() < 0:
             raise self._oov_error(text, 0)
-        return self._code_ids[idx_c].astype(dtype)
+        return ids.astype(dtype)
 
     def decode(self, ids) -> str:
         ids = self._check_ids(ids)
-        itos, spec = self.itos, self.id_to_special
-        return "".join(itos[i] if i in itos else spec[i] for i in ids)
+        return "".join(map(self._id_to_str.__getitem__, ids))
 
     def _to_dict(self) -> dict:
         return {"chars": "".join(self.chars)}
@@ -493,8 +490,7 @@ class BPETokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         ids = self._check_ids(ids)
-        vocab = self._vocab
-        return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+        return b"".join(map(self._vocab.__getitem__, ids)).decode("utf-8", errors="replace")
 
     # -- serialization ------------------------------------------------------------------------
     def _to_dict(self) -> dict:
