@@ -53,7 +53,7 @@ class TorchGPT(tnn.Module):
 
     def forward(self, idx, targets):
         t = idx.shape[1]
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(t)))
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(t, device=idx.device)))
         for block in self.blocks:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.T

@@ -206,6 +206,41 @@ def set_rng_state(state: dict) -> None:
         gen.bit_generator.state = bg_state
 
 
+# ---------------------------------------------------------------- CPU threads for elementwise work
+# NumPy runs a ufunc on one core; BLAS and PyTorch use all of them. NumPy releases the GIL inside
+# ufuncs, so a fused kernel over a large array can split its rows between threads.
+_num_threads = None
+_pool = None
+
+
+def num_threads() -> int:
+    """Threads for fused elementwise kernels on CPU: $MINILLM_NUM_THREADS, else the cores (≤ 4)."""
+    global _num_threads
+    if _num_threads is None:
+        env = os.environ.get("MINILLM_NUM_THREADS", "").strip()
+        _num_threads = max(1, int(env)) if env else max(1, min(4, len(os.sched_getaffinity(0))
+                                                              if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return _num_threads
+
+
+def parallel_rows(kernel, n_rows: int, n_elements: int, min_elements: int = 1 << 17) -> None:
+    """Call ``kernel(rows)`` on slices that cover ``range(n_rows)``, in parallel threads when the
+    work is large enough (``n_elements`` ≥ ``min_elements``) to pay for the hand-off."""
+    global _pool
+    threads = num_threads()
+    if threads == 1 or n_rows < 2 or n_elements < min_elements:
+        kernel(slice(0, n_rows))
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minillm")
+    bounds = [n_rows * i // threads for i in range(threads + 1)]
+    futures = [_pool.submit(kernel, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
+    kernel(slice(bounds[0], bounds[1]))
+    for f in futures:
+        f.result()
+
+
 def scatter_add(out, index, values) -> None:
     """``out[index] += values`` with repeated indices adding up (unbuffered), on either backend.
 

@@ -80,17 +80,28 @@ class _LayerNorm(FusedFunction):
 
     def forward(self, x, weight, bias, normalized_shape, eps):
         xp = _xp(x)
-        self.axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-        mean = x.mean(axis=self.axes, keepdims=True)
-        xhat = x - mean
-        var = (xhat * xhat).mean(axis=self.axes, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + eps)
-        xhat *= self.rstd
-        self.xhat = xhat
-        out = xhat * weight if weight is not None else xhat.copy()
-        if bias is not None:
-            out += bias
-        return out
+        d = int(np.prod(normalized_shape))
+        x2 = x.reshape(-1, d)                      # (rows, normalized features)
+        w = None if weight is None else weight.reshape(d)
+        b = None if bias is None else bias.reshape(d)
+        self.xhat, out = xp.empty_like(x2), xp.empty_like(x2)
+        self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+
+        def kernel(rows):
+            xh, o = self.xhat[rows], out[rows]
+            xp.subtract(x2[rows], x2[rows].mean(axis=1, keepdims=True), out=xh)
+            xp.multiply(xh, xh, out=o)             # o as scratch for the squares
+            r = self.rstd[rows]
+            r[...] = 1.0 / xp.sqrt(o.mean(axis=1, keepdims=True) + eps)
+            xh *= r
+            if w is not None:
+                xp.multiply(xh, w, out=o)
+            else:
+                o[...] = xh
+            if b is not None:
+                o += b
+        _rows(kernel, x2)
+        return out.reshape(x.shape)
 
     def composite(self, x, weight, bias, normalized_shape, eps):
         dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
@@ -102,21 +113,34 @@ class _LayerNorm(FusedFunction):
         return out + bias if bias is not None else out
 
     def fast_backward(self, g):
-        xhat, axes = self.xhat, self.axes
-        lead = tuple(range(g.ndim - len(axes)))
+        xp = _xp(g)
         weight, bias = self.inputs[1], self.inputs[2]
-        gw = (g * xhat).sum(axis=lead) if weight is not None and self.needs_grad(1) else None
-        gb = g.sum(axis=lead) if bias is not None and self.needs_grad(2) else None
-        gx = None
-        if self.needs_grad(0):
-            ghat = g * weight.data if weight is not None else g.copy()
-            a = ghat.mean(axis=axes, keepdims=True)
-            b = (ghat * xhat).mean(axis=axes, keepdims=True)
-            ghat -= a
-            ghat -= xhat * b
-            ghat *= self.rstd
-            gx = ghat
-        return gx, gw, gb
+        xhat = self.xhat
+        g2 = g.reshape(xhat.shape)
+        w = None if weight is None else weight.data.reshape(-1)
+        want_w = weight is not None and self.needs_grad(1)
+        gx = xp.empty_like(g2) if self.needs_grad(0) else None
+        partial_w = {}
+
+        def kernel(rows):
+            gr, xh = g2[rows], xhat[rows]
+            gxh = gr * xh
+            if want_w:
+                partial_w[rows.start] = gxh.sum(axis=0)   # dw = Σ g·x̂, summed per block
+            if gx is None:
+                return
+            ghat = gx[rows]
+            xp.multiply(gr, w, out=ghat) if w is not None else ghat.__setitem__(Ellipsis, gr)
+            mean_g = ghat.mean(axis=1, keepdims=True)
+            mean_gx = (gxh * w).mean(axis=1, keepdims=True) if w is not None else gxh.mean(axis=1, keepdims=True)
+            ghat -= mean_g
+            xp.multiply(xh, mean_gx, out=gxh)
+            ghat -= gxh
+            ghat *= self.rstd[rows]
+        _rows(kernel, g2)
+        gw = sum(partial_w.values()).reshape(weight.shape) if want_w else None
+        gb = g2.sum(axis=0).reshape(bias.shape) if bias is not None and self.needs_grad(2) else None
+        return (None if gx is None else gx.reshape(g.shape)), gw, gb
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
@@ -200,6 +224,14 @@ def dropout_mask(shape, p, dtype, device):
 
 
 # ================================================================ attention
+def _rows(kernel, array):
+    """Run ``kernel(rows)`` over slices of ``array``'s first axis, threaded for big CPU arrays."""
+    if _xp(array) is np and array.ndim >= 2:
+        backend.parallel_rows(kernel, array.shape[0], array.size)
+    else:
+        kernel(slice(None))
+
+
 class _Attention(FusedFunction):
     """softmax(q kᵀ · scale + mask) v, with dropout on the attention probabilities.
 
@@ -211,19 +243,24 @@ class _Attention(FusedFunction):
 
     def forward(self, q, k, v, keep=None, drop=None, scale=1.0):
         xp = _xp(q)
-        s = q @ k.swapaxes(-1, -2)
-        s *= scale
-        if keep is not None:
-            s = xp.where(keep, s, -xp.inf)
-        m = s.max(axis=-1, keepdims=True)
-        if keep is not None:
-            m = xp.where(xp.isfinite(m), m, 0)  # fully masked rows: avoid inf − inf
-        s -= m
-        xp.exp(s, out=s)
-        total = s.sum(axis=-1, keepdims=True)
-        if keep is not None:
-            total = xp.where(total == 0, 1, total)
-        s /= total
+        s = (q * scale) @ k.swapaxes(-1, -2)   # scaling q costs Tq·d, scaling s would cost Tq·Tk
+        # an additive 0/−inf bias, broadcast in place: cheaper than a masked copy of s
+        bias = None if keep is None else xp.where(keep, 0.0, -xp.inf).astype(s.dtype)
+
+        def softmax_rows(rows):  # rows: a slice of the first (batch) axis
+            sr = s[rows]
+            if bias is not None:
+                sr += bias if bias.ndim < s.ndim or bias.shape[0] == 1 else bias[rows]
+            m = sr.max(axis=-1, keepdims=True)
+            if bias is not None:
+                m[~xp.isfinite(m)] = 0  # fully masked rows: avoid inf − inf, output zeros
+            sr -= m
+            xp.exp(sr, out=sr)
+            total = sr.sum(axis=-1, keepdims=True)
+            if bias is not None:
+                total[total == 0] = 1
+            sr *= 1.0 / total
+        _rows(softmax_rows, s)
         self.p = s
         self.pd = s * drop if drop is not None else s
         return self.pd @ v
@@ -244,15 +281,21 @@ class _Attention(FusedFunction):
         scale, drop = self.options["scale"], self.options.get("drop")
         gv = self.pd.swapaxes(-1, -2) @ g if self.needs_grad(2) else None
         dp = g @ v.swapaxes(-1, -2)
-        if drop is not None:
-            dp *= drop
-        # dS = P ⊙ (dP − rowsum(dP ⊙ P))
-        row = (dp * self.p).sum(axis=-1, keepdims=True)
-        dp -= row
-        dp *= self.p
-        dp *= scale
-        gq = dp @ k if self.needs_grad(0) else None
-        gk = dp.swapaxes(-1, -2) @ q if self.needs_grad(1) else None
+
+        def softmax_backward_rows(rows):  # dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dp
+            dr, pr = dp[rows], self.p[rows]
+            if drop is not None:
+                dr *= drop[rows] if drop.ndim == dp.ndim and drop.shape[0] == dp.shape[0] else drop
+            dr -= (dr * pr).sum(axis=-1, keepdims=True)
+            dr *= pr
+        _rows(softmax_backward_rows, dp)
+        gq = gk = None
+        if self.needs_grad(0):
+            gq = dp @ k
+            gq *= scale
+        if self.needs_grad(1):
+            gk = dp.swapaxes(-1, -2) @ q
+            gk *= scale
         return gq, gk, gv
 
 

