@@ -46,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--no-reuse", action="store_true", help="pre-train again even if checkpoints exist")
     ap.add_argument("--results-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--out-dir", help="where the tokenizer and pre-trained checkpoints go "
+                                      "(default out/pretrain_finetune)")
     args = ap.parse_args(argv)
 
     settings = dict(QUICK) if args.quick else {}
@@ -56,6 +58,8 @@ def main(argv=None):
         settings["finetune_steps"] = tuple(args.finetune_steps)
     if args.seeds:
         settings["seeds"] = tuple(args.seeds)
+    if args.out_dir:
+        settings["out_dir"] = args.out_dir
     if args.no_reuse:
         settings["reuse_checkpoints"] = False
     cfg = ExperimentConfig(**settings)

@@ -8,7 +8,7 @@ from .backend import (DeviceError, default_device, get_array_module, is_cuda_ava
                       set_default_device, to_numpy)
 from .tensor import (Function, Tensor, bool_, float16, float32, float64, grad, int32, int64,
                      is_grad_enabled, no_grad, set_grad_enabled, tensor, uint8)
-from .ops import (abs, arange, argmax, cat, chunk, clamp, clip, concat, empty, erf, exp, expand, eye,
+from .ops import (abs, arange, argmax, broadcast_to, cat, chunk, clamp, clip, concat, empty, erf, exp, expand, eye,
                   flatten, full, gather, gelu, log, log_softmax, logsumexp, masked_fill, matmul,
                   max, maximum, mean, min, minimum, ones, ones_like, permute, rand, randint, randn,
                   relu, reshape, sigmoid, softmax, split, sqrt, squeeze, stack, sum, tanh, transpose,
@@ -16,5 +16,6 @@ from .ops import (abs, arange, argmax, cat, chunk, clamp, clip, concat, empty, e
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
+from . import regularizers  # noqa: E402
 
 __version__ = "0.1.0"

@@ -248,8 +248,7 @@ def scatter_add(out, index, values) -> None:
     GPU of compute capability 6.0 or newer.
     """
     if _cupy is not None and isinstance(out, _cupy.ndarray):
-        import cupyx  # noqa: part of CuPy
-        cupyx.scatter_add(out, index, values)
+        _cupy.add.at(out, index, values)
     else:
         np.add.at(out, index, values)
 

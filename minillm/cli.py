@@ -53,6 +53,10 @@ _TRAIN_FLAGS = [
 ]
 
 
+# settings of one invocation that a resumed run does not take from its checkpoint
+_NOT_INHERITED = ("resume", "profile", "progress")
+
+
 def _aliases(flag):
     names = [f"--{flag}"]
     if "-" in flag:
@@ -80,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["choices"] = sorted(OBJECTIVES)
         train.add_argument(*_aliases(flag), dest=flag.replace("-", "_"), type=typ, help=text, **kwargs)
     train.add_argument("--bias", action=argparse.BooleanOptionalAction, help="biases in Linear and LayerNorm")
-    train.add_argument("--decay-lr", "--decay_lr", dest="decay_lr", action=argparse.BooleanOptionalAction,
+    train.add_argument("--decay-lr", dest="decay_lr", action=argparse.BooleanOptionalAction,
                        help="warmup + cosine decay (--no-decay-lr: constant lr)")
     train.add_argument("--progress", action=argparse.BooleanOptionalAction,
                        help="show the tqdm bar (default: only on a terminal)")
@@ -114,7 +118,8 @@ def train_config_from_args(args):
         from pathlib import Path
         out_dir = given.get("out_dir", settings["out_dir"])
         saved = load_checkpoint(find_checkpoint(out_dir, "last")).train_config
-        settings.update({k: v for k, v in saved.items() if k in settings})
+        # the run's own settings, except the per-invocation switches
+        settings.update({k: v for k, v in saved.items() if k in settings and k not in _NOT_INHERITED})
         if preset is not None:  # an explicit --config still wins over the checkpoint
             settings.update(load_preset(preset))
         settings["out_dir"] = str(Path(out_dir))

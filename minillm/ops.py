@@ -360,7 +360,11 @@ class LogSumExp(Function):
 class Reshape(Function):
     def forward(self, a, shape):
         self.in_shape = a.shape
-        return a.reshape(shape)
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} ({a.size} elements) "
+                             f"to {tuple(shape)}") from None
 
     def backward(self, g):
         return g.reshape(self.in_shape)
@@ -501,6 +505,10 @@ class Gather(Function):
         if index.ndim != a.ndim:
             raise ValueError(f"gather: index has {index.ndim} dims but input has {a.ndim} (shape {a.shape})")
         self.dim, self.index, self.in_shape = dim % a.ndim, index, a.shape
+        n = a.shape[self.dim]
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= n):  # negatives would wrap silently
+            bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
+            raise IndexError(f"gather: index {bad} is out of range for dim {self.dim} of size {n} (input shape {a.shape})")
         return _xp(a).take_along_axis(a, index, axis=self.dim)
 
     def backward(self, g):

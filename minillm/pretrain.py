@@ -24,10 +24,9 @@ runs it and writes the table).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import backend
-from .objectives import IGNORE_INDEX, causal_lm_batch, mask_tokens, span_corruption_batch
+from .objectives import IGNORE_INDEX, mask_tokens, span_corruption_batch
 from .tensor import no_grad, tensor
 
 __all__ = [
@@ -43,7 +42,7 @@ __all__ = [
     "train_tokenizer", "causal_batch", "causal_loss", "mlm_batch", "mlm_loss", "span_batch", "span_loss",
     "make_mlm_batch", "make_span_batch", "OBJECTIVE_MODELS", "BATCHES", "LOSSES", "build_model",
     "pretrain", "encode_examples", "pad_batch", "finetune", "evaluate_classifier", "majority_baseline",
-    "ExperimentConfig", "run_experiment", "results_markdown",
+    "ExperimentConfig", "run_experiment", "results_markdown", "register_trainer_objectives",
 ]
 
 PAD, MASK, CLS, EOS = "[PAD]", "[MASK]", "[CLS]", "[EOS]"
@@ -66,7 +65,7 @@ def special_ids(tokenizer) -> SimpleNamespace:
                               cls=tokenizer.special_id(CLS), eos=tokenizer.special_id(EOS))
     except KeyError:
         raise ValueError("this tokenizer lacks the special tokens of the masked-LM / span-corruption "
-                         f"objectives; train it with special_tokens=minillm.pretrain.SPECIAL_TOKENS") from None
+                         "objectives; train it with special_tokens=minillm.pretrain.SPECIAL_TOKENS") from None
     ids.sentinels = [tokenizer.special_id(s) for s in tokenizer.special_tokens if s.startswith("<extra_id_")]
     ids.all = sorted(tokenizer.special_to_id.values())
     return ids
@@ -405,12 +404,13 @@ def _load_or_train_tokenizer(cfg: ExperimentConfig, text: str, log):
     return tok
 
 
-def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print) -> dict:
+def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print, tokenizer=None) -> dict:
     """Pre-train every objective of ``cfg`` on the Shakespeare corpus, then fine-tune each backbone
     (and one from scratch) on genre classification for every label fraction and seed.
 
     Returns a dict with the config, the pre-training histories, ``rows`` (one per backbone:
     accuracy per fraction, mean and per seed), the majority-class baselines and timings.
+    ``tokenizer``: use this one (it needs :data:`SPECIAL_TOKENS`) instead of training or loading one.
     """
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import GENRES, encode_cached, load_corpus, load_speeches, subsample
@@ -420,7 +420,7 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print) -> di
     train_text, val_text = load_corpus()
     if cfg.max_corpus_chars:
         train_text, val_text = train_text[:cfg.max_corpus_chars], val_text[:max(cfg.max_corpus_chars // 8, 10_000)]
-    tok = _load_or_train_tokenizer(cfg, train_text, log)
+    tok = tokenizer if tokenizer is not None else _load_or_train_tokenizer(cfg, train_text, log)
     sp = special_ids(tok)
     train_data, val_data = encode_cached(train_text, tok), encode_cached(val_text, tok)
     log(f"corpus: {len(train_data):,} train / {len(val_data):,} val tokens")
@@ -432,7 +432,7 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print) -> di
         path = out / f"{obj}.npz"
         if cfg.reuse_checkpoints and path.exists():
             ck = load_checkpoint(path)
-            if ck.get("experiment") == cfg.backbone_key():
+            if ck.get("experiment") == cfg.backbone_key() and ck.get("tokenizer") == tok.to_dict():
                 states[obj] = ck.model_state
                 histories[obj] = ck.get("history")
                 log(f"[{obj}] reusing the pre-trained backbone {path}")
@@ -443,7 +443,7 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print) -> di
             f"for {cfg.pretrain_steps} steps")
         hist = pretrain(model, obj, train_data, tok, steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch_size,
                         lr=cfg.pretrain_lr, seed=cfg.seed, val_data=val_data, eval_every=max(cfg.pretrain_steps // 4, 1),
-                        log=log, log_every=max(cfg.pretrain_steps // 8, 1))
+                        log=log, log_every=max(cfg.pretrain_steps // 4, 1))
         histories[obj] = hist
         states[obj] = {k: backend.to_numpy(v.data) for k, v in model.state_dict().items()}
         save_checkpoint(path, model, experiment=cfg.backbone_key(), history=hist, model_config=model.config.to_dict(),
@@ -528,3 +528,38 @@ def results_markdown(results: dict) -> str:
     lines.append("| majority class of the training labels | "
                  + " | ".join(f"{results['majority_baseline'].get(f, float('nan')):.3f}" for f in fracs) + " |")
     return "\n".join(lines)
+
+
+# ================================================================ `minillm train --objective mlm|span`
+def _configure_t5(model_config, tokenizer):
+    """T5 starts decoding with [PAD] (as the span batches do)."""
+    if hasattr(model_config, "decoder_start_id"):
+        model_config.decoder_start_id = special_ids(tokenizer).pad
+
+
+def register_trainer_objectives() -> None:
+    """Register ``"mlm"`` (a BERT) and ``"span"`` (a T5) with ``minillm.train``'s objectives.
+
+    Besides ``get_batch`` and ``loss``, each carries what the trainer must do differently from
+    the causal LM: the tokenizer's ``special_tokens``, the ``model_classes`` (config class,
+    model class) to build, ``configure_model`` (called on the model config before building),
+    and ``generates_text=False`` (no sample at the end of the run).
+    """
+    from dataclasses import dataclass as _dataclass
+    from .models.bert import BERT, BERTConfig
+    from .models.t5 import T5, T5Config
+    from .train import OBJECTIVES, Objective, register_objective
+
+    @_dataclass(frozen=True)
+    class PretrainingObjective(Objective):
+        special_tokens: Tuple[str, ...] = SPECIAL_TOKENS
+        model_classes: tuple = ()
+        configure_model: Optional[Callable] = None
+        generates_text: bool = False
+
+    if "mlm" not in OBJECTIVES:
+        register_objective(PretrainingObjective("mlm", mlm_batch, mlm_loss, DESCRIPTIONS["mlm"],
+                                                model_classes=(BERTConfig, BERT)))
+    if "span" not in OBJECTIVES:
+        register_objective(PretrainingObjective("span", span_batch, span_loss, DESCRIPTIONS["span"],
+                                                model_classes=(T5Config, T5), configure_model=_configure_t5))

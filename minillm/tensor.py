@@ -299,7 +299,14 @@ class Function:
         tensors = [x if getattr(x, "_is_tensor", False) else None for x in inputs]
         arrays = [x.data if t is not None else x for x, t in zip(inputs, tensors)]
         _check_devices(cls, arrays)
-        out = Tensor(fn.forward(*arrays, **options))
+        try:
+            result = fn.forward(*arrays, **options)
+        except ValueError as exc:  # NumPy's/CuPy's broadcast error names neither the op nor, clearly, the shapes
+            if "could not be broadcast" not in str(exc):
+                raise
+            shapes = [tuple(a.shape) for a in arrays if hasattr(a, "shape")]
+            raise ValueError(f"{cls.__name__}: shapes {shapes} do not broadcast together") from None
+        out = Tensor(result)
         if is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
             fn.inputs = tuple(inputs)
             fn.generation = 1 + max((t._ctx.generation for t in tensors if t is not None and t._ctx is not None),

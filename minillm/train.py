@@ -37,12 +37,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 import warnings
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -115,7 +114,7 @@ class TrainConfig:
     log_interval: int = 1
     patience: int = 0                   # early stopping after this many evaluations without progress; 0: off
     min_delta: float = 0.0
-    sample_tokens: int = 500            # the final sample written to samples.txt (0: none)
+    sample_tokens: int = 200            # the final sample written to samples.txt (0: none)
     sample_prompt: str = "\n"
     temperature: float = 0.8
     top_k: Optional[int] = 200
@@ -159,6 +158,8 @@ class TrainConfig:
             errors.append(f"a bpe vocab_size must be at least 257 (256 bytes + 1 merge), got {self.vocab_size}")
         if self.objective not in OBJECTIVES:
             errors.append(f"unknown objective {self.objective!r}; available: {sorted(OBJECTIVES)}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            errors.append(f"top_k must be a positive integer or None, got {self.top_k!r}")
         if self.temperature <= 0:
             errors.append(f"temperature must be > 0, got {self.temperature}")
         if errors:
@@ -456,12 +457,13 @@ class Trainer:
 
         # ---- data and tokenizer
         train_text, val_text = load_corpus(config.data)
+        special = getattr(self.objective, "special_tokens", ())    # [MASK], sentinels... (minillm.pretrain)
         if checkpoint is not None and checkpoint.tokenizer:
             tokenizer = Tokenizer.from_dict(checkpoint.tokenizer)
         elif config.tokenizer == "char":
-            tokenizer = CharTokenizer.from_text(train_text + val_text)
+            tokenizer = CharTokenizer.from_text(train_text + val_text, special_tokens=special)
         else:
-            tokenizer = BPETokenizer.train(train_text, config.vocab_size)
+            tokenizer = BPETokenizer.train(train_text, config.vocab_size, special_tokens=special)
         self.tokenizer = tokenizer
         self.train_data = encode_cached(train_text, tokenizer)
         self.val_data = encode_cached(val_text, tokenizer)
@@ -474,13 +476,17 @@ class Trainer:
         # ---- model and optimizer: the weights are drawn on the CPU, so a seed gives the same
         # initial model on every device
         backend.manual_seed(config.seed)
+        # the objective picks the model: GPT for causal, BERT for mlm, T5 for span (minillm.pretrain)
+        ConfigClass, ModelClass = getattr(self.objective, "model_classes", None) or (GPTConfig, GPT)
         if checkpoint is not None:
-            self.model_config = GPTConfig.from_dict(checkpoint.model_config)
+            self.model_config = ConfigClass.from_dict(checkpoint.model_config)
         else:
-            self.model_config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=config.block_size,
-                                          n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
-                                          dropout=config.dropout, bias=config.bias)
-        self.model = GPT(self.model_config)
+            self.model_config = ConfigClass(vocab_size=tokenizer.vocab_size, block_size=config.block_size,
+                                            n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
+                                            dropout=config.dropout, bias=config.bias)
+            if getattr(self.objective, "configure_model", None) is not None:
+                self.objective.configure_model(self.model_config, tokenizer)
+        self.model = ModelClass(self.model_config)
         self.model.to(self.device)
         self.optimizer = AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
                                betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
@@ -666,7 +672,8 @@ class Trainer:
                 if profiling:
                     profiler.__enter__()
                 try:
-                    _synchronize(self.device) if profiling else None
+                    if profiling:
+                        _synchronize(self.device)
                     t0 = time.perf_counter()
                     batch = self.get_batch("train")
                     loss = self.loss(batch)
@@ -734,7 +741,7 @@ class Trainer:
 
         self.plot()
         sample = None
-        if cfg.sample_tokens > 0:
+        if cfg.sample_tokens > 0 and getattr(self.objective, "generates_text", True):
             sample = generate_text(self.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens,
                                    cfg.temperature, cfg.top_k, seed=cfg.seed)[0]
             _write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
@@ -760,3 +767,9 @@ def load_for_sampling(path, device="cpu"):
     model.to(device)
     model.eval()
     return model, Tokenizer.from_dict(checkpoint.tokenizer), checkpoint
+
+
+# masked LM ("mlm": a BERT) and span corruption ("span": a T5) are defined in minillm/pretrain.py
+from .pretrain import register_trainer_objectives as _register_pretraining_objectives  # noqa: E402
+
+_register_pretraining_objectives()

@@ -42,7 +42,7 @@ def device(request):
 
 @pytest.fixture
 def cuda_device():
-    """For tests that only make sense with a GPU (cpu/cuda mixing)."""
+    """For tests that only make sense with a GPU (cpu/cuda mixing); mark them `@pytest.mark.gpu`."""
     reason = _cuda_skip_reason()
     if reason is not None:
         pytest.skip(f"no CUDA: {reason}")

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -130,3 +129,16 @@ def test_help_lists_flags():
                  "--eval-interval", "--device", "--seed", "--out-dir", "--resume", "--config", "--objective",
                  "--profile"):
         assert flag in text
+
+
+def test_resume_takes_the_runs_settings_but_not_its_switches(tmp_path, corpus, monkeypatch):
+    from minillm.train import Trainer
+    monkeypatch.setenv("MINILLM_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    first = config_of(*TINY, "--data", str(corpus), "--max-iters", "2", "--profile", "--profile-steps", "1",
+                      "--out-dir", str(out), "--no-progress")
+    Trainer(first, log=None).train()
+    cfg = config_of("--resume", "--out-dir", str(out), "--max-iters", "4")
+    assert cfg.resume and not cfg.profile and cfg.progress is None     # switches of the first call
+    assert (cfg.n_embd, cfg.data, cfg.eval_interval, cfg.max_iters) == (16, str(corpus), 3, 4)
+    assert config_of("--resume", "--out-dir", str(out), "--config", "gpu").n_embd == 384  # explicit wins

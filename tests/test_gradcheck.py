@@ -238,3 +238,36 @@ def test_gradcheck_handles_tuple_outputs_and_non_tensor_args(mk):
     assert gradcheck(lambda x, y: (x * y, x.exp()), (mk(2), mk(2)))
     # an input that does not reach the output gets a zero gradient, numerically zero too
     assert gradcheck(lambda x, y: x * 2, (mk(2), mk(2)))
+
+
+# ------------------------------------------------------------ large inputs: the threaded CPU kernels
+@pytest.fixture
+def three_threads(monkeypatch):
+    """Fused kernels split big CPU arrays into row blocks on threads (≥ 2**17 elements); three
+    threads make the blocks uneven. Small gradcheck inputs never take that path."""
+    from minillm import backend
+    monkeypatch.setattr(backend, "_num_threads", 3)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_threaded_kernel(mk, three_threads, approximate):
+    _compare_fast_and_composite(ops.GELU, mk, (mk(7, 401, 50),), {"approximate": approximate})
+
+
+def test_layer_norm_threaded_kernel(mk, three_threads):
+    x, w, b = mk(301, 3, 150), mk(3, 150), mk(3, 150)
+    _compare_fast_and_composite(_LayerNorm, mk, (x, w, b), {"normalized_shape": (3, 150), "eps": 1e-5})
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "padding", "full"])
+def test_attention_threaded_kernel(mk, three_threads, mask):
+    b, h, t, d = 5, 2, 120, 4            # scores: 5·2·120·120 = 144,000 elements
+    q, k, v = mk(b, h, t, d), mk(b, h, t, d), mk(b, h, t, d)
+    keep = {"none": None,
+            "causal": np.tril(np.ones((t, t), dtype=bool)),
+            "padding": mk.rng.random((b, 1, 1, t)) < 0.8,
+            "full": mk.rng.random((b, h, t, t)) < 0.7}[mask]
+    if keep is not None:
+        keep = mk.const(keep).data
+    drop = mk.const(np.where(mk.rng.random((b, h, t, t)) < 0.1, 0.0, 1 / 0.9)).data if mask == "full" else None
+    _compare_fast_and_composite(_Attention, mk, (q, k, v), {"keep": keep, "drop": drop, "scale": 0.5})

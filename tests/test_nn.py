@@ -177,7 +177,8 @@ def test_dropout_statistics(device):
         y = F.dropout(x, p).numpy()
         zeroed = (y == 0).mean()
         assert abs(zeroed - p) < 0.01
-        assert set(np.unique(y).tolist()) == {0.0, pytest.approx(2.0 / (1 - p))}
+        values = np.unique(y)
+        assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(2.0 / (1 - p))
         assert abs(y.mean() - 2.0) < 0.03
     drop = nn.Dropout(0.5)
     draws = np.mean([drop(x[:10, :10]).numpy() for _ in range(400)], axis=0)
@@ -315,8 +316,7 @@ def test_named_parameters_and_tied_weights():
 
 def test_state_dict_round_trip():
     mm.manual_seed(0)
-    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.TransformerBlock(4, 2)
-                      if False else nn.Linear(4, 2))
+    a = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
     x = mm.randn(5, 3)
     a(x)                                          # running stats move
     state = a.state_dict()

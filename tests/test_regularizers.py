@@ -1,7 +1,6 @@
 """Tests for minillm.regularizers: penalties (values, gradients, the SGD/Adam equivalences), the
 decay / no-decay split, the dropout variants, AR/TAR and their hook, early stopping and
 ensembles. Every expected value is computed by hand with NumPy."""
-import math
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from minillm.regularizers import (ActivationRegularizer, AttentionDropout, Early
                                   decay_parameter_names, decay_parameters, embedding_dropout, evaluate_members,
                                   l1_penalty, l2_penalty, no_decay_parameters, param_groups, snapshot_ensemble,
                                   tar_penalty, word_dropout)
-from minillm.tensor import Tensor
 
 
 def f64(a, requires_grad=True):
@@ -569,6 +567,7 @@ def test_snapshot_ensemble_from_state_dicts_and_checkpoints(tmp_path):
 def test_regularizers_on_device(device):
     """The random masks, the zero penalties and the ensemble stay on the tensors' device."""
     minillm.manual_seed(7)
+    device = minillm.backend.normalize_device(device)   # "cuda" -> "cuda:0"
     emb = nn.Embedding(10, 4).to(device)
     idx = minillm.tensor(np.arange(10).reshape(2, 5), device=device)
     out = embedding_dropout(emb.weight, idx, 0.5)

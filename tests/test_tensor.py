@@ -284,6 +284,7 @@ def test_clone_and_conversions_are_differentiable(device):
     assert x.long().dtype == mm.int64 and x.float().dtype == mm.float32
 
 
+@pytest.mark.gpu
 def test_to_device_is_differentiable(cuda_device):
     x = mm.tensor([1.0, 2.0], dtype=mm.float64, requires_grad=True)
     y = x.to("cuda")

@@ -20,8 +20,6 @@ Which hidden states:
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend, nn
 from ..nn import functional as F
 from ..tensor import Tensor

@@ -398,7 +398,9 @@ def cross_entropy(input, target, ignore_index: int = -100, reduction: str = "mea
         raise TypeError(f"cross_entropy: target must be an integer tensor of class indices, got "
                         f"{getattr(tgt, 'dtype', type(tgt).__name__)}")
     logits = input
-    if logits.ndim >= 3 and tuple(tgt.shape) == (logits.shape[0],) + tuple(logits.shape[2:]):
+    # (..., C) is the layout minillm uses; PyTorch's (N, C, d...) is accepted when targets only fit it
+    if logits.ndim >= 3 and tuple(tgt.shape) != tuple(logits.shape[:-1]) and \
+            tuple(tgt.shape) == (logits.shape[0],) + tuple(logits.shape[2:]):
         logits = ops.transpose(logits, 1, -1) if logits.ndim == 3 else ops.permute(
             logits, (0,) + tuple(range(2, logits.ndim)) + (1,))  # PyTorch's (N, C, d...) layout
     if tuple(tgt.shape) != tuple(logits.shape[:-1]):

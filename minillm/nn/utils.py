@@ -11,6 +11,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
 
     Returns the total norm before clipping (as a Python float), like ``torch.nn.utils``.
     """
+    if getattr(parameters, "_is_tensor", False):
+        parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
@@ -32,6 +34,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient element to [−clip_value, clip_value], in place."""
+    if getattr(parameters, "_is_tensor", False):
+        parameters = [parameters]
     for p in parameters:
         if p.grad is not None:
             backend.get_array_module(p.grad.data).clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)

@@ -51,7 +51,8 @@ class EarlyStopping:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         if min_delta < 0:
             raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta}")
-        self.patience, self.min_delta, self.mode, self.restore_best = int(patience), float(min_delta), mode, restore_best
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.mode, self.restore_best = mode, restore_best
         self.reset()
 
     def reset(self) -> None:
