@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .fileio import atomic_write
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "encode_tree", "decode_tree"]
@@ -163,26 +163,6 @@ class Checkpoint:
 
 
 # ------------------------------------------------------------------ writing
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path, model=None, optimizer=None, *, model_state=None, optimizer_state=None,
                     **metadata) -> Path:
     """Write a checkpoint to ``path`` atomically and return the path.
@@ -213,22 +193,8 @@ def save_checkpoint(path, model=None, optimizer=None, *, model_state=None, optim
         meta[key] = encode_tree(value, f"extra/{key}", arrays)
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
     return path
 
 

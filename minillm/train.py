@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -49,6 +47,7 @@ import numpy as np
 
 from . import backend
 from .checkpoint import load_checkpoint, save_checkpoint
+from .fileio import write_text_atomic
 from .tensor import Function, no_grad, tensor
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDivergedError", "ConfigError", "Objective", "OBJECTIVES",
@@ -394,21 +393,6 @@ def _progress_bar(total, initial, enabled):
                 unit="it", dynamic_ncols=True, leave=True)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def find_checkpoint(out_dir, which: str = "last") -> Path:
     """``last.npz`` (``which="last"``) or ``ckpt.npz`` (``"best"``) in ``out_dir``, falling
     back to the other one; FileNotFoundError when there is neither."""
@@ -576,7 +560,7 @@ class Trainer:
                 continue
             if record.get("iter", 0) <= self.iter_num:
                 kept.append(line)
-        _write_text_atomic(path, "".join(line + "\n" for line in kept))
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def read_log(self):
         path = self.out_dir / LOG_FILE
@@ -638,7 +622,7 @@ class Trainer:
         if not getattr(self, "_log_ready", False):  # a second train() call appends to the same log
             self._prepare_log()
             self._log_ready = True
-        _write_text_atomic(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_text_atomic(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
         n_params = self.model.num_parameters()
         self.log(f"{n_params / 1e6:.2f}M parameters, vocab {self.tokenizer.vocab_size} ({cfg.tokenizer}), "
                  f"{len(self.train_data):,} train / {len(self.val_data):,} val tokens, device {self.device}")
@@ -744,7 +728,7 @@ class Trainer:
         if cfg.sample_tokens > 0 and getattr(self.objective, "generates_text", True):
             sample = generate_text(self.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens,
                                    cfg.temperature, cfg.top_k, seed=cfg.seed)[0]
-            _write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
+            write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
             self.log(f"--- sample after {self.iter_num} iterations ---\n{sample}\n---")
         steps = [r for r in self.read_log() if r.get("kind") == "eval" and r.get("ms_per_iter") is not None]
         return {"iter_num": self.iter_num, "best_val_loss": self.best_val_loss,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minillm as mm
-from minillm import gradcheck, nn
+from minillm import backend, gradcheck, nn
 from minillm.nn import functional as F
 
 
@@ -13,7 +13,7 @@ def _randomize(module, seed=0):
     """Random parameters (LayerNorm starts at 1/0, which would hide a wrong weight gradient)."""
     rng = np.random.default_rng(seed)
     for p in module.parameters():
-        p.data[...] = rng.standard_normal(p.shape) * 0.5
+        p.data[...] = backend.to_device(rng.standard_normal(p.shape) * 0.5, p.device)
     return module
 
 

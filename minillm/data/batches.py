@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterator, Tuple, Union
 
 import numpy as np
+
+from ..fileio import atomic_write
 
 from .tokenizers import Tokenizer
 
@@ -74,17 +75,8 @@ def encode_cached(text: str, tokenizer: Tokenizer,
     arr = tokenizer.encode_array(text, allow_special=allow_special)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=cache)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_write(path) as f:
+            np.save(f, arr, allow_pickle=False)
     except OSError as e:
         warnings.warn(f"could not write token cache in {str(cache)!r}: {e}", RuntimeWarning)
     return arr

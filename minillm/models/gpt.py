@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import backend, nn, ops
+from .. import backend, nn
 from ..nn import functional as F
 from ..tensor import Tensor, no_grad
 
