@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-
 from .. import backend
 from ..tensor import Tensor, _as_array
 
