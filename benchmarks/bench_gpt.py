@@ -107,6 +107,22 @@ def time_steps(step, sync, batches):
     return (time.perf_counter() - t0) * 1000 / len(batches)
 
 
+def peak_rss_mib():
+    """This process's peak resident memory in MiB.
+
+    Reads VmHWM from /proc (Linux), which starts afresh at exec; ``ru_maxrss`` does not (a child
+    started by a big parent inherits the parent's high-water mark), so it is only the fallback.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_child(framework, args):
     """Run ``steps`` training steps of one framework alone and report its peak memory (MiB)."""
     cfg = CONFIGS[args.config] | ({"batch_size": args.batch_size} if args.batch_size else {})
@@ -117,7 +133,7 @@ def memory_child(framework, args):
         import torch
         torch.set_num_threads(args.threads or torch.get_num_threads())
         model, step, sync = build_torch(cfg, args.device, args.dropout, args.torch_sdpa)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mib()
     gpu_peak = None
     for x, y in batches:
         sync(step(x, y))
@@ -128,7 +144,7 @@ def memory_child(framework, args):
         else:
             import torch
             gpu_peak = torch.cuda.max_memory_allocated() / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"peak_rss_mib": peak, "rss_after_build_mib": base, "gpu_peak_mib": gpu_peak}))
 
 

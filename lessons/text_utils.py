@@ -125,15 +125,22 @@ def text_dataset(train_texts, y_train, val_texts, y_val, vocab: Vocabulary) -> d
 
 
 def predict_proba(model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (N, C) of ``model`` on ``X``, in eval mode, without a graph."""
+    """Class probabilities (N, C) of ``model`` on ``X``, in eval mode, without a graph.
+
+    The softmax is taken in float64 (NumPy) on the model's logits: an overconfident model can
+    give the true class a probability below float32's smallest number (~1e-45), which would
+    round to 0 and make its log-loss infinite."""
     was_training = model.training
     model.eval()
     out = []
     with minillm.no_grad():
         for i in range(0, len(X), batch_size):
-            out.append(F.softmax(model(minillm.tensor(X[i:i + batch_size])), dim=-1).numpy())
+            out.append(model(minillm.tensor(X[i:i + batch_size])).numpy().astype(np.float64))
     model.train(was_training)
-    return np.concatenate(out).astype(np.float64)
+    z = np.concatenate(out)
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- characters

@@ -41,7 +41,7 @@ __all__ = [
     "PAD", "MASK", "CLS", "EOS", "NUM_SENTINELS", "SPECIAL_TOKENS", "sentinel_tokens", "special_ids",
     "train_tokenizer", "causal_batch", "causal_loss", "mlm_batch", "mlm_loss", "span_batch", "span_loss",
     "make_mlm_batch", "make_span_batch", "OBJECTIVE_MODELS", "BATCHES", "LOSSES", "build_model",
-    "pretrain", "encode_examples", "pad_batch", "finetune", "evaluate_classifier", "majority_baseline",
+    "pretrain", "encode_examples", "pad_batch", "finetune", "evaluate_classifier", "balanced_accuracy", "majority_baseline",
     "ExperimentConfig", "run_experiment", "results_markdown", "register_trainer_objectives",
 ]
 
@@ -275,8 +275,9 @@ def pad_batch(seqs: Sequence[np.ndarray], pad_id: int) -> Tuple[np.ndarray, np.n
 
 
 def evaluate_classifier(clf, seqs, labels, pad_id: int, batch_size: int = 64) -> dict:
-    """Accuracy and predictions of ``clf`` (eval mode, no grad); sequences are batched by
-    length so little padding is computed."""
+    """Accuracy, balanced accuracy (the mean over classes of the share of that class predicted
+    right, so 1/C for a constant prediction however unbalanced the labels) and predictions of
+    ``clf`` (eval mode, no grad); sequences are batched by length so little padding is computed."""
     device = clf.head.weight.device
     order = np.argsort([len(s) for s in seqs], kind="stable")
     preds = np.empty(len(seqs), dtype=np.int64)
@@ -290,7 +291,14 @@ def evaluate_classifier(clf, seqs, labels, pad_id: int, batch_size: int = 64) ->
             preds[chunk] = backend.to_numpy(logits.data).argmax(-1)
     clf.train(was_training)
     labels = np.asarray(labels)
-    return {"accuracy": float((preds == labels).mean()), "predictions": preds}
+    return {"accuracy": float((preds == labels).mean()), "balanced_accuracy": balanced_accuracy(preds, labels),
+            "predictions": preds}
+
+
+def balanced_accuracy(predictions, labels) -> float:
+    """Mean over the classes present in ``labels`` of the recall (correct / members)."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    return float(np.mean([(predictions[labels == c] == c).mean() for c in np.unique(labels)]))
 
 
 def majority_baseline(train_labels, val_labels) -> float:
@@ -307,7 +315,7 @@ def finetune(backbone, train_seqs, train_labels, val_seqs, val_labels, *, num_cl
     ``steps`` AdamW steps on shuffled mini-batches (epochs without replacement), then measure
     validation accuracy once, at the end (no model selection on the validation set).
 
-    Returns ``{"accuracy", "train_loss" (per step), "seconds", "predictions"}``.
+    Returns ``{"accuracy", "balanced_accuracy", "train_loss" (per step), "seconds", "predictions"}``.
     """
     from .models.classifier import SequenceClassifier
     from .optim import clip_grad_norm_, cosine_with_warmup_lr
@@ -467,11 +475,12 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print, token
         return model.to(cfg.device)
 
     backbones = ["scratch", *cfg.objectives]
-    rows = {b: {"accuracy": {}, "per_seed": {}, "seconds": 0.0} for b in backbones}
+    rows = {b: {"accuracy": {}, "per_seed": {}, "balanced_accuracy": {}, "per_seed_balanced": {}, "seconds": 0.0}
+            for b in backbones}
     baselines, n_labels = {}, {}
     for frac, steps in zip(cfg.fractions, cfg.finetune_steps):
         for b in backbones:
-            accs = []
+            accs, bals = [], []
             for seed in cfg.seeds:
                 sub = subsample(train_ex, frac, seed=seed)
                 seqs = encode_examples([e.text for e in sub], tok, cfg.block_size)
@@ -483,11 +492,14 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print, token
                                pad_id=sp.pad, steps=steps, batch_size=cfg.finetune_batch_size, lr=cfg.finetune_lr,
                                dropout=cfg.finetune_dropout, pooling=cfg.pooling, seed=seed)
                 accs.append(res["accuracy"])
+                bals.append(res["balanced_accuracy"])
                 rows[b]["seconds"] += res["seconds"]
                 log(f"[finetune] {b:>7} | {frac:>5.0%} labels ({len(sub)}) | seed {seed} | {steps} steps | "
-                    f"val acc {res['accuracy']:.3f} | {res['seconds']:.0f} s")
+                    f"val acc {res['accuracy']:.3f}, balanced {res['balanced_accuracy']:.3f} | {res['seconds']:.0f} s")
             rows[b]["accuracy"][str(frac)] = float(np.mean(accs))
             rows[b]["per_seed"][str(frac)] = accs
+            rows[b]["balanced_accuracy"][str(frac)] = float(np.mean(bals))
+            rows[b]["per_seed_balanced"][str(frac)] = bals
     return {
         "config": cfg.to_dict(),
         "tokenizer_vocab_size": tok.vocab_size,
@@ -495,6 +507,7 @@ def run_experiment(cfg: ExperimentConfig, log: Optional[Callable] = print, token
         "n_val": len(val_ex),
         "majority_baseline": {k: float(np.mean(v)) for k, v in baselines.items()},
         "val_majority_share": float(np.bincount(val_labels).max() / len(val_labels)),
+        "val_class_counts": np.bincount(val_labels, minlength=len(GENRES)).tolist(),
         "pretraining": {k: {"final_train_loss": float(np.mean(h["train_loss"][-20:])) if h else None,
                             "val": h["val"] if h else None, "ms_per_step": h.get("ms_per_step") if h else None}
                         for k, h in histories.items()},
@@ -508,8 +521,12 @@ ROW_NAMES = {"scratch": "from scratch (random init)", "causal": "causal LM (GPT)
              "span": "span corruption (T5 encoder)"}
 
 
-def results_markdown(results: dict) -> str:
-    """The results as a markdown table (validation accuracy, mean over seeds)."""
+def results_markdown(results: dict, metric: str = "accuracy") -> str:
+    """The results as a markdown table of ``metric`` (``"accuracy"`` or ``"balanced_accuracy"``)
+    on the validation speeches, mean over seeds (± their standard deviation)."""
+    if metric not in ("accuracy", "balanced_accuracy"):
+        raise ValueError(f"metric must be 'accuracy' or 'balanced_accuracy', got {metric!r}")
+    per_seed = "per_seed" if metric == "accuracy" else "per_seed_balanced"
     cfg = results["config"]
     fracs = [str(f) for f in cfg["fractions"]]
     n = results["n_train_labels"]
@@ -520,13 +537,16 @@ def results_markdown(results: dict) -> str:
         name = scratch_name if b == "scratch" else ROW_NAMES.get(b, b)
         cells = []
         for f in fracs:
-            acc = row["accuracy"].get(f)
-            seeds = row["per_seed"].get(f, [])
+            acc = row[metric].get(f)
+            seeds = row[per_seed].get(f, [])
             spread = f" ± {np.std(seeds):.3f}" if len(seeds) > 1 else ""
             cells.append("—" if acc is None else f"{acc:.3f}{spread}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| majority class of the training labels | "
-                 + " | ".join(f"{results['majority_baseline'].get(f, float('nan')):.3f}" for f in fracs) + " |")
+    if metric == "accuracy":
+        base = [results["majority_baseline"].get(f, float("nan")) for f in fracs]
+    else:                                        # a constant prediction gets one class in C right
+        base = [1.0 / sum(1 for c in results.get("val_class_counts", [1] * 6) if c)] * len(fracs)
+    lines.append("| majority class of the training labels | " + " | ".join(f"{v:.3f}" for v in base) + " |")
     return "\n".join(lines)
 
 

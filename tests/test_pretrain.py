@@ -119,6 +119,9 @@ def test_pad_batch_encode_examples_and_majority(tok):
     np.testing.assert_array_equal(ids, [[1, 2, 3], [4, 0, 0]])
     np.testing.assert_array_equal(mask, [[False] * 3, [False, True, True]])
     assert P.majority_baseline([1, 1, 2], [1, 2, 2, 1]) == 0.5
+    # balanced accuracy: recall averaged over the classes (a constant guess gets 1/C)
+    assert P.balanced_accuracy([0, 0, 0, 0], [0, 1, 1, 1]) == 0.5
+    assert abs(P.balanced_accuracy([0, 1, 1, 2], [0, 1, 2, 2]) - (1 + 1 + 0.5) / 3) < 1e-12
 
 
 def test_finetune_learns_a_synthetic_task():
@@ -148,6 +151,8 @@ def test_run_experiment_tiny(tmp_path):
     assert (tmp_path / "mlm.npz").exists() and (tmp_path / "span.npz").exists()
     table = P.results_markdown(res)
     assert "masked LM (BERT)" in table and "majority class" in table
+    balanced = P.results_markdown(res, "balanced_accuracy")
+    assert balanced.splitlines()[-1].endswith(f"| {1 / sum(c > 0 for c in res['val_class_counts']):.3f} |")
     messages = []
     again = P.run_experiment(cfg, log=messages.append)   # reuses the checkpoints
     assert sum("reusing the pre-trained backbone" in m for m in messages) == 3
