@@ -201,10 +201,11 @@ def print_table(results: Dict[str, dict], keys=("train_loss", "val_loss", "loss_
                                                    "acc_gap")) -> None:
     """Print one row per run (label → :func:`summarize` dict), one column per key."""
     width = max(len(label) for label in results) + 2
-    print("".ljust(width) + "".join(f"{k:>11}" for k in keys))
+    cols = [max(11, len(k) + 2) for k in keys]          # a column fits its header
+    print("".ljust(width) + "".join(f"{k:>{w}}" for k, w in zip(keys, cols)))
     for label, s in results.items():
-        print(label.ljust(width) + "".join(f"{s[k]:>11.4f}" if isinstance(s[k], float) else f"{s[k]:>11}"
-                                           for k in keys))
+        print(label.ljust(width) + "".join(f"{s[k]:>{w}.4f}" if isinstance(s[k], float) else f"{s[k]:>{w}}"
+                                           for k, w in zip(keys, cols)))
 
 
 # --------------------------------------------------------------------------- plots

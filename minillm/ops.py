@@ -213,7 +213,8 @@ class GELU(FusedFunction):
                 sr += 1
                 sr *= xr
                 sr *= -2 * _GELU_K
-                xp.exp(sr, out=sr)
+                with np.errstate(over="ignore"):     # exp(+large) = inf gives σ = 1/(1+inf) = 0: exact
+                    xp.exp(sr, out=sr)
                 sr += 1
                 xp.reciprocal(sr, out=sr)
             else:

@@ -1,7 +1,8 @@
 """Activation regularization (AR) and temporal activation regularization (TAR).
 
-Merity, Keskar & Socher, "Regularizing and Optimizing LSTM Language Models" (ICLR 2018;
-arXiv 1708.02182), §4.6. Instead of penalizing weights, penalize the *activations* h of a
+Introduced by Merity, McCann & Socher, "Revisiting Activation Regularization for Language RNNs"
+(arXiv 1708.01009, 2017), and used in AWD-LSTM (Merity, Keskar & Socher, "Regularizing and
+Optimizing LSTM Language Models", ICLR 2018, arXiv 1708.02182, §4.6). Instead of penalizing weights, penalize the *activations* h of a
 layer (for a language model: the last layer's outputs, (B, T, C)):
 
 * AR  = α · mean((m ⊙ h)²): an L2 penalty on the (dropout-masked, m) outputs, keeping them
