@@ -9,7 +9,9 @@ For each seed both models start from minillm's initial weights (copied into PyTo
 nanoGPT CPU preset's 2000 steps (AdamW lr 1e-3 → 1e-4, 100 warmup steps, cosine, betas (0.9, 0.99),
 clip 1.0, decay 0.1 on the weight matrices only) on the same random batches, and are evaluated on
 the same 200 validation batches (153,600 tokens, ten times nanoGPT's eval_iters=20, so the number
-is precise to about ±0.005). Appends one JSON line per seed to ``--json``.
+is precise to about ±0.005). Appends one JSON line per seed to ``--json``. ``--no-bias --gelu none
+--decay-embeddings`` make both models nanoGPT's exactly (minillm's defaults keep biases, use
+GPT-2's tanh GELU and never decay embeddings).
 """
 from __future__ import annotations
 
@@ -54,12 +56,14 @@ def run_seed(args, train, val, vocab, seed):
     torch.manual_seed(seed)
     minillm.manual_seed(seed)
     cfg = GPTConfig(vocab_size=vocab, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
-                    n_embd=args.n_embd, dropout=0.0)
+                    n_embd=args.n_embd, dropout=0.0, bias=not args.no_bias, gelu=args.gelu)
     m_model = GPT(cfg)
     t_model = TorchGPT(cfg)
     t_model.load_from_minillm(m_model)
 
     decay_names, _ = decay_parameter_names(m_model)
+    if args.decay_embeddings:                    # nanoGPT decays every 2-D parameter, embeddings included
+        decay_names = [k for k, p in m_model.named_parameters() if p.ndim >= 2]
     rename = {"attn.in_proj": "in_proj", "attn.out_proj": "out_proj", "mlp.fc": "fc", "mlp.proj": "proj"}
 
     def torch_name(k):
@@ -69,7 +73,10 @@ def run_seed(args, train, val, vocab, seed):
     t_decay = {torch_name(k) for k in decay_names}
     t_params = dict(t_model.named_parameters())
     assert t_decay <= set(t_params), sorted(t_decay - set(t_params))
-    m_opt = minillm.optim.AdamW(minillm.regularizers.param_groups(m_model, 0.1), lr=args.lr, betas=(0.9, 0.99))
+    m_params = dict(m_model.named_parameters())
+    m_opt = minillm.optim.AdamW([{"params": [p for k, p in m_params.items() if k in decay_names], "weight_decay": 0.1},
+                                 {"params": [p for k, p in m_params.items() if k not in decay_names], "weight_decay": 0.0}],
+                                lr=args.lr, betas=(0.9, 0.99))
     t_opt = torch.optim.AdamW([{"params": [p for k, p in t_params.items() if k in t_decay], "weight_decay": 0.1},
                                {"params": [p for k, p in t_params.items() if k not in t_decay], "weight_decay": 0.0}],
                               lr=args.lr, betas=(0.9, 0.99))
@@ -105,7 +112,8 @@ def run_seed(args, train, val, vocab, seed):
     with minillm.no_grad(), torch.no_grad():
         m_val = float(np.mean([m_model(minillm.tensor(x), minillm.tensor(y))[1].item() for x, y in val_batches]))
         t_val = float(np.mean([t_model(torch.from_numpy(x), torch.from_numpy(y))[1].item() for x, y in val_batches]))
-    result = {"seed": seed, "iters": args.iters, "eval_tokens": args.eval_batches * args.batch_size * args.block_size,
+    result = {"seed": seed, "iters": args.iters, "bias": cfg.bias, "gelu": cfg.gelu,
+              "decay_embeddings": args.decay_embeddings, "eval_tokens": args.eval_batches * args.batch_size * args.block_size,
               "minillm_val": round(m_val, 4), "torch_val": round(t_val, 4),
               "minillm_ms": round(secs["minillm"] * 1000 / args.iters, 1),
               "torch_ms": round(secs["torch"] * 1000 / args.iters, 1), "torch_version": torch.__version__}
@@ -128,6 +136,9 @@ def main():
     p.add_argument("--warmup-iters", type=int, default=100)
     p.add_argument("--eval-batches", type=int, default=200)
     p.add_argument("--log-interval", type=int, default=250)
+    p.add_argument("--no-bias", action="store_true", help="no biases in Linear/LayerNorm (nanoGPT's default)")
+    p.add_argument("--gelu", choices=["tanh", "none"], default="tanh", help="none = exact erf GELU (nanoGPT's nn.GELU())")
+    p.add_argument("--decay-embeddings", action="store_true", help="decay the embeddings too, as nanoGPT does")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     train, val, vocab = load_char_data(args.data)
