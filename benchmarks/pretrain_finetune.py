@@ -1,6 +1,6 @@
 """Pre-train → fine-tune: does pre-training help genre classification with few labels?
 
-    python benchmarks/pretrain_finetune.py            # the full run (~20-25 min on 2 free CPU cores)
+    python benchmarks/pretrain_finetune.py            # the full run (~28 min on 2 CPU cores)
     python benchmarks/pretrain_finetune.py --quick    # a tiny smoke run (~1-2 min)
     python benchmarks/pretrain_finetune.py --device cuda
 

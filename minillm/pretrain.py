@@ -359,7 +359,7 @@ def finetune(backbone, train_seqs, train_labels, val_seqs, val_labels, *, num_cl
 class ExperimentConfig:
     """Pre-train each objective with the same backbone size, then fine-tune on genre
     classification with a fraction of the labels. The defaults are the full run of
-    ``benchmarks/pretrain_finetune.py`` (about 20-25 minutes on 2 CPU cores)."""
+    ``benchmarks/pretrain_finetune.py`` (about 28 minutes on 2 CPU cores)."""
     # tokenizer and backbone (one size for every objective)
     vocab_size: int = 1024
     n_layer: int = 2
@@ -368,13 +368,13 @@ class ExperimentConfig:
     block_size: int = 128
     # pre-training
     objectives: Tuple[str, ...] = ("causal", "mlm", "span")
-    pretrain_steps: int = 400
+    pretrain_steps: int = 1500
     pretrain_batch_size: int = 16
     pretrain_lr: float = 1e-3
     max_corpus_chars: Optional[int] = None    # cap the pre-training text (quick runs)
     # fine-tuning
     fractions: Tuple[float, ...] = (0.01, 0.1, 1.0)
-    finetune_steps: Tuple[int, ...] = (40, 100, 200)   # one per fraction, the same for every backbone
+    finetune_steps: Tuple[int, ...] = (40, 150, 500)   # one per fraction, the same for every backbone
     finetune_batch_size: int = 16
     finetune_lr: float = 1e-3
     finetune_dropout: float = 0.1
