@@ -9,6 +9,17 @@ import torch.nn as tnn
 import torch.nn.functional as TF
 
 
+# minillm's block keeps attention and MLP in sub-modules; this one has their layers directly
+_RENAME = {"attn.in_proj": "in_proj", "attn.out_proj": "out_proj", "mlp.fc": "fc", "mlp.proj": "proj"}
+
+
+def torch_name(minillm_name: str) -> str:
+    """The name in :class:`TorchGPT` of the minillm GPT parameter ``minillm_name``."""
+    for a, b in _RENAME.items():
+        minillm_name = minillm_name.replace(a, b)
+    return minillm_name
+
+
 class Block(tnn.Module):
     def __init__(self, c, sdpa: bool):
         super().__init__()
@@ -61,12 +72,6 @@ class TorchGPT(tnn.Module):
 
     def load_from_minillm(self, model):
         """Copy minillm GPT weights in (names differ only in the block's sub-module paths)."""
-        sd = {k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()}
-        rename = {"attn.in_proj": "in_proj", "attn.out_proj": "out_proj", "mlp.fc": "fc", "mlp.proj": "proj"}
-        mine = {}
-        for k, v in sd.items():
-            for a, b in rename.items():
-                k = k.replace(a, b)
-            mine[k] = v
+        mine = {torch_name(k): torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()}
         missing, unexpected = self.load_state_dict(mine, strict=False)
         assert not unexpected and all(m.endswith("mask") for m in missing), (missing, unexpected)

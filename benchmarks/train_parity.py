@@ -28,31 +28,28 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import minillm  # noqa: E402
+from minillm.data import CharTokenizer, get_batch, load_corpus  # noqa: E402
 from minillm.models.gpt import GPT, GPTConfig  # noqa: E402
 from minillm.optim import cosine_with_warmup_lr  # noqa: E402
 from minillm.regularizers import decay_parameter_names  # noqa: E402
 
 
 def load_char_data(path):
-    text = open(path, encoding="utf-8").read()
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = np.array([stoi[c] for c in text], dtype=np.int64)
-    n = int(0.9 * len(ids))                      # nanoGPT's split: first 90% train, last 10% val
-    return ids[:n], ids[n:], len(chars)
+    """nanoGPT's split (first 90% train, last 10% val) and its sorted character vocabulary."""
+    train_text, val_text = load_corpus(path)
+    tok = CharTokenizer.from_text(train_text + val_text)
+    return tok.encode_array(train_text), tok.encode_array(val_text), tok.vocab_size
 
 
 def batches(data, n, batch_size, block_size, seed):
     rng = np.random.default_rng(seed)
     for _ in range(n):
-        ix = rng.integers(0, len(data) - block_size, size=batch_size)
-        idx = ix[:, None] + np.arange(block_size)
-        yield data[idx], data[idx + 1]
+        yield get_batch(data, batch_size, block_size, rng)
 
 
 def run_seed(args, train, val, vocab, seed):
     import torch
-    from torch_gpt import TorchGPT
+    from torch_gpt import TorchGPT, torch_name
     torch.manual_seed(seed)
     minillm.manual_seed(seed)
     cfg = GPTConfig(vocab_size=vocab, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
@@ -64,12 +61,6 @@ def run_seed(args, train, val, vocab, seed):
     decay_names, _ = decay_parameter_names(m_model)
     if args.decay_embeddings:                    # nanoGPT decays every 2-D parameter, embeddings included
         decay_names = [k for k, p in m_model.named_parameters() if p.ndim >= 2]
-    rename = {"attn.in_proj": "in_proj", "attn.out_proj": "out_proj", "mlp.fc": "fc", "mlp.proj": "proj"}
-
-    def torch_name(k):
-        for a, b in rename.items():
-            k = k.replace(a, b)
-        return k
     t_decay = {torch_name(k) for k in decay_names}
     t_params = dict(t_model.named_parameters())
     assert t_decay <= set(t_params), sorted(t_decay - set(t_params))

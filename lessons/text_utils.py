@@ -124,23 +124,21 @@ def text_dataset(train_texts, y_train, val_texts, y_val, vocab: Vocabulary) -> d
             "X_val": vocab.bow(val_texts), "y_val": np.asarray(y_val, dtype=np.int64)}
 
 
-def predict_proba(model, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (N, C) of ``model`` on ``X``, in eval mode, without a graph.
+def predict_proba(model, X: np.ndarray, batch_size: int = 1024, training: bool = False) -> np.ndarray:
+    """Class probabilities (N, C) of ``model`` on ``X``, without a graph; in eval mode, or in
+    training mode (dropout on: one random mask per call) with ``training=True``.
 
-    The softmax is taken in float64 (NumPy) on the model's logits: an overconfident model can
-    give the true class a probability below float32's smallest number (~1e-45), which would
-    round to 0 and make its log-loss infinite."""
+    The softmax is taken in float64 on the model's logits: an overconfident model can give the
+    true class a probability below float32's smallest number (~1e-45), which would round to 0
+    and make its log-loss infinite."""
     was_training = model.training
-    model.eval()
-    out = []
+    model.train(training)
     with minillm.no_grad():
-        for i in range(0, len(X), batch_size):
-            out.append(model(minillm.tensor(X[i:i + batch_size])).numpy().astype(np.float64))
+        logits = np.concatenate([model(minillm.tensor(X[i:i + batch_size])).numpy()
+                                 for i in range(0, len(X), batch_size)])
+        probs = F.softmax(minillm.tensor(logits, dtype=minillm.float64), dim=-1).numpy()
     model.train(was_training)
-    z = np.concatenate(out)
-    z = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(axis=-1, keepdims=True)
+    return probs
 
 
 # --------------------------------------------------------------------------- characters
