@@ -49,6 +49,8 @@ _TRAIN_FLAGS = [
     ("device", str, "cpu, cuda or cuda:N"),
     ("seed", int, "random seed (weights, dropout, batches)"),
     ("out-dir", str, "directory for checkpoints, log.jsonl, loss.png, samples.txt"),
+    ("init-from", str, "start from the weights of this run directory's checkpoint (e.g. `minillm grow`'s output); "
+                       "fresh optimizer, iteration 0"),
     ("profile-steps", int, "steps timed by --profile"),
 ]
 
@@ -67,7 +69,7 @@ def _aliases(flag):
 def build_parser() -> argparse.ArgumentParser:
     from .train import OBJECTIVES, preset_names
     parser = argparse.ArgumentParser(prog="minillm", description="Train and sample small GPTs with minillm.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,grow}")
     sub.required = True
 
     train = sub.add_parser("train", help="train a GPT (nanoGPT-style flags)",
@@ -103,6 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-samples", "--num_samples", dest="num_samples", type=int, default=1)
     sample.add_argument("--seed", type=int, default=1337)
     sample.add_argument("--device", default="cpu")
+
+    grow = sub.add_parser("grow", help="grow a trained GPT wider/deeper (Net2Net, stacking, LiGO)",
+                          description="Write OUT_DIR/last.npz: the --init-from run's GPT grown to the given size; "
+                                      "continue it with `minillm train --resume --out-dir OUT_DIR`.")
+    grow.add_argument("--init-from", "--init_from", dest="init_from", required=True,
+                      help="the small run's directory (or a checkpoint file)")
+    grow.add_argument("--out-dir", "--out_dir", dest="out_dir", required=True, help="directory for the grown checkpoint")
+    grow.add_argument("--n-layer", "--n_layer", dest="n_layer", type=int, help="target layers (default: the same)")
+    grow.add_argument("--n-embd", "--n_embd", dest="n_embd", type=int, help="target width (default: the same)")
+    grow.add_argument("--n-head", "--n_head", dest="n_head", type=int,
+                      help="target heads (default: the same, i.e. wider heads)")
+    grow.add_argument("--method", default="net2net", choices=["net2net", "stack", "interleave", "ligo"])
+    grow.add_argument("--noise", type=float, default=0.0, help="symmetry-breaking noise (fraction of each weight's std)")
+    grow.add_argument("--ligo-steps", "--ligo_steps", dest="ligo_steps", type=int, default=100,
+                      help="training steps of the LiGO operator")
+    grow.add_argument("--ligo-lr", "--ligo_lr", dest="ligo_lr", type=float, default=1e-3)
+    grow.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
+                      help="LiGO batch size (default: the run's)")
+    grow.add_argument("--seed", type=int, default=1337)
     return parser
 
 
@@ -159,12 +180,19 @@ def _sample(args) -> int:
     return 0
 
 
+def _grow(args) -> int:
+    from .growth import grow_checkpoint
+    grow_checkpoint(args.init_from, args.out_dir, args.n_layer, args.n_embd, args.n_head, args.method, args.noise,
+                    args.ligo_steps, args.ligo_lr, args.batch_size, args.seed)
+    return 0
+
+
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .train import TrainingDivergedError
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"train": _train, "sample": _sample}[args.command]
+    command = {"train": _train, "sample": _sample, "grow": _grow}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -508,3 +508,106 @@ def flops_per_step(config, batch_size: int, seq_len=None) -> int:
     """Training FLOPs of one step of ``batch_size`` sequences of ``seq_len`` (default block_size)."""
     T = config.block_size if seq_len is None else int(seq_len)
     return flops_per_token(config, T) * batch_size * T
+
+
+# ================================================================ training the operator; checkpoints
+def train_ligo(ligo: LiGO, batches, steps: int, lr: float = 1e-3, grad_clip: float = 1.0, log=None) -> list:
+    """Train ``ligo``'s operator for ``steps`` AdamW steps (no weight decay) on the LM loss of
+    ``batches`` (an iterator of ``(x, y)`` int arrays or tensors). Returns the losses."""
+    from .nn.utils import clip_grad_norm_
+    from .optim import AdamW
+    params = list(ligo.parameters())
+    opt = AdamW(params, lr=lr, weight_decay=0.0)
+    ligo.train()
+    losses = []
+    for step in range(steps):
+        x, y = next(batches)
+        x = x if getattr(x, "_is_tensor", False) else Tensor(backend.to_device(x, ligo._device))
+        y = y if getattr(y, "_is_tensor", False) else Tensor(backend.to_device(y, ligo._device))
+        _, loss = ligo(x, y)
+        opt.zero_grad()
+        loss.backward()
+        if grad_clip:
+            clip_grad_norm_(params, grad_clip)
+        opt.step()
+        losses.append(float(loss.item()))
+        if log is not None and (step == 0 or (step + 1) % max(1, steps // 5) == 0):
+            log(f"ligo step {step + 1}/{steps}: loss {losses[-1]:.4f}")
+    return losses
+
+
+def _load_gpt_checkpoint(init_from):
+    """(model, checkpoint) of the GPT checkpoint in the directory (or file) ``init_from``."""
+    from pathlib import Path
+
+    from .checkpoint import load_checkpoint
+    from .models.gpt import GPT, GPTConfig
+    from .train import find_checkpoint
+    path = Path(init_from)
+    path = path if path.is_file() else find_checkpoint(path, "best")
+    ckpt = load_checkpoint(path)
+    objective = ckpt.train_config.get("objective", "causal")
+    keys = set(ckpt.model_state)
+    if objective != "causal" or "wte.weight" not in keys or "mlm_bias" in keys or "ln_f.weight" not in keys:
+        what = f"objective {objective!r}" + (", a BERT (mlm_bias)" if "mlm_bias" in keys else "")
+        raise ValueError(f"{path} is not a GPT checkpoint ({what}; {len(keys)} arrays); "
+                         f"`minillm grow` grows GPTs trained with the causal objective")
+    model = GPT(GPTConfig.from_dict(ckpt.model_config))
+    model.load_state_dict(ckpt.model_state)
+    return model, ckpt, path
+
+
+def grow_checkpoint(init_from, out_dir, n_layer=None, n_embd=None, n_head=None, method: str = "net2net",
+                    noise: float = 0.0, ligo_steps: int = 100, ligo_lr: float = 1e-3, batch_size=None,
+                    seed: int = 1337, log=print):
+    """``minillm grow``: read the GPT checkpoint of ``init_from``, grow it with ``method``
+    (net2net, stack, interleave, or ligo: the operator trained ``ligo_steps`` steps on the
+    run's training data), write ``out_dir/last.npz``, an ordinary checkpoint at iteration 0 (no
+    optimizer state) that ``minillm train --resume --out-dir OUT`` or ``--init-from OUT``
+    continues. Returns a summary dict."""
+    from pathlib import Path
+
+    from .checkpoint import save_checkpoint
+    from .train import LAST_CHECKPOINT
+    log = log or (lambda *a, **k: None)
+    methods = GROW_METHODS + ("ligo",)
+    if method not in methods:
+        raise ValueError(f"grow: method must be one of {methods}, got {method!r}")
+    small, ckpt, path = _load_gpt_checkpoint(init_from)
+    old = small.config
+    new = grown_config(old, n_layer, n_embd, n_head)
+    log(f"grow: {path} ({old.n_layer} layers × {old.n_embd}, {old.n_head} heads) -> "
+        f"{new.n_layer} × {new.n_embd}, {new.n_head} heads by {method}")
+    extra = {}
+    if method == "ligo":
+        from .data import Tokenizer, encode_cached, get_batch, load_corpus
+        tc = ckpt.train_config
+        tokenizer = Tokenizer.from_dict(ckpt.tokenizer)
+        train_text, _ = load_corpus(tc.get("data"))
+        data = encode_cached(train_text, tokenizer)
+        bs = int(batch_size or tc.get("batch_size", 12))
+        rng = np.random.default_rng([seed, 7])
+        batches = iter(lambda: get_batch(data, bs, old.block_size, rng), None)
+        backend.manual_seed(seed)
+        ligo = LiGO(small, new)
+        losses = train_ligo(ligo, batches, ligo_steps, ligo_lr, log=log)
+        large = ligo.materialize()
+        extra["ligo"] = {"steps": ligo_steps, "lr": ligo_lr, "batch_size": bs, "first_loss": losses[0] if losses else None,
+                         "last_loss": losses[-1] if losses else None,
+                         "flops": ligo.flops_per_step(bs) * ligo_steps}
+    else:
+        large = grow(small, new.n_layer, new.n_embd, new.n_head, method=method, noise=noise, seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_config = dict(ckpt.train_config)
+    train_config.update(n_layer=new.n_layer, n_embd=new.n_embd, n_head=new.n_head, out_dir=str(out_dir),
+                        resume=False)
+    train_config.pop("init_from", None)
+    growth = {"from": str(path), "method": method, "noise": noise, "small_config": old.to_dict(),
+              "small_iter_num": ckpt.iter_num, **extra}
+    target = save_checkpoint(out_dir / LAST_CHECKPOINT, large, None, iter_num=0, best_val_loss=math.inf,
+                             model_config=new.to_dict(), train_config=train_config, tokenizer=ckpt.tokenizer,
+                             growth=growth)
+    log(f"grow: wrote {target} ({large.num_parameters():,} parameters; continue with "
+        f"`minillm train --resume --out-dir {out_dir}` or `--init-from {out_dir}`)")
+    return {"path": str(target), "config": new.to_dict(), **growth}

@@ -122,6 +122,7 @@ class TrainConfig:
     seed: int = 1337
     out_dir: str = "out"
     resume: bool = False
+    init_from: Optional[str] = None     # start from this run directory's weights (fresh optimizer, iteration 0)
     profile: bool = False               # print a per-op time breakdown of a few steps
     profile_steps: int = 5
     progress: Optional[bool] = None     # tqdm bar: None = only on a terminal
@@ -437,13 +438,21 @@ class Trainer:
                               stacklevel=2)
                 config = config.replace(**{k: saved_model[k] for k in changed})
             self.log(f"resuming from {path} at iteration {checkpoint.iter_num}")
+        init = None   # --init-from: the weights, model config and tokenizer of another run (e.g. `minillm grow`)
+        if config.init_from and not config.resume:
+            path = find_checkpoint(config.init_from, "best")
+            init = load_checkpoint(path)
+            config = config.replace(**{k: init.model_config[k] for k in MODEL_FIELDS
+                                       if k in init.model_config and k != "dropout"})
+            self.log(f"initializing from {path}")
         self.config = config
 
         # ---- data and tokenizer
         train_text, val_text = load_corpus(config.data)
         special = getattr(self.objective, "special_tokens", ())    # [MASK], sentinels... (minillm.pretrain)
-        if checkpoint is not None and checkpoint.tokenizer:
-            tokenizer = Tokenizer.from_dict(checkpoint.tokenizer)
+        saved = checkpoint if checkpoint is not None else init
+        if saved is not None and saved.tokenizer:
+            tokenizer = Tokenizer.from_dict(saved.tokenizer)
         elif config.tokenizer == "char":
             tokenizer = CharTokenizer.from_text(train_text + val_text, special_tokens=special)
         else:
@@ -464,6 +473,8 @@ class Trainer:
         ConfigClass, ModelClass = getattr(self.objective, "model_classes", None) or (GPTConfig, GPT)
         if checkpoint is not None:
             self.model_config = ConfigClass.from_dict(checkpoint.model_config)
+        elif init is not None:
+            self.model_config = ConfigClass.from_dict({**init.model_config, "dropout": config.dropout})
         else:
             self.model_config = ConfigClass(vocab_size=tokenizer.vocab_size, block_size=config.block_size,
                                             n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
@@ -497,6 +508,8 @@ class Trainer:
             es_state = checkpoint.get("early_stopping")
             if self.early_stopping is not None and es_state and hasattr(self.early_stopping, "load_state_dict"):
                 self.early_stopping.load_state_dict(es_state)
+        elif init is not None:
+            self.model.load_state_dict(init.model_state)
         self.resumed_from = checkpoint.path if checkpoint is not None else None
 
     # ------------------------------------------------------------------ pieces
