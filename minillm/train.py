@@ -25,12 +25,16 @@ What one run does (``Trainer.train``):
   matplotlib is installed), ``samples.txt`` (a sample from the final model) and ``config.json``.
 
 Randomness: ``minillm.manual_seed(seed)`` drives the initial weights and dropout; one
-``numpy.random.Generator`` (seeded from ``[seed, 1]``) draws the training batches. A loss that
-becomes NaN or infinite stops the run with ``TrainingDivergedError`` naming the iteration.
+``numpy.random.Generator`` (seeded from ``[seed, TRAIN_BATCH_STREAM]``) draws the training
+batches. A loss that becomes NaN or infinite stops the run with ``TrainingDivergedError`` naming
+the iteration.
 
-Objectives: ``OBJECTIVES`` maps a name to an ``Objective`` (how to draw a batch, how to compute
-the loss). Only ``"causal"`` (next-token prediction) exists; ``register_objective`` adds others
-(masked LM, span corruption) without touching the loop.
+The step itself (learning rate, forward, backward, clipping, optimizer step, divergence check)
+is ``minillm.training_step.TrainingStep``, the one pre-training and fine-tuning use too.
+
+Objectives: ``config.objective`` names an entry of ``minillm.objectives.OBJECTIVES`` (how to draw
+a batch, how to compute the loss, which model to build): ``"causal"`` (a GPT), ``"mlm"`` (a
+BERT) or ``"span"`` (a T5); ``register_objective`` adds others without touching the loop.
 """
 from __future__ import annotations
 
@@ -38,21 +42,23 @@ import json
 import math
 import time
 import warnings
-from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from . import backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .fileio import write_text_atomic
-from .tensor import Function, no_grad, tensor
+from .objectives import OBJECTIVES
+from .profiler import OpProfiler, synchronize
+from .tensor import tensor
+from .training_step import (EVAL_BATCH_STREAM, TRAIN_BATCH_STREAM, VAL_EVAL_BATCH_STREAM, TrainingDivergedError,
+                            TrainingStep, estimate_loss, make_optimizer)
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDivergedError", "ConfigError", "Objective", "OBJECTIVES",
-           "register_objective", "load_preset", "preset_names", "get_lr", "generate_text", "OpProfiler",
-           "BEST_CHECKPOINT", "LAST_CHECKPOINT", "LOG_FILE"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDivergedError", "ConfigError", "load_preset", "preset_names", "get_lr",
+           "generate_text", "BEST_CHECKPOINT", "LAST_CHECKPOINT", "LOG_FILE"]
 
 BEST_CHECKPOINT = "ckpt.npz"   # the lowest validation loss so far
 LAST_CHECKPOINT = "last.npz"   # the latest evaluation point (what --resume continues from)
@@ -67,14 +73,6 @@ MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
 
 class ConfigError(ValueError):
     """An invalid training configuration or preset."""
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss (or the gradient norm) became NaN or infinite."""
-
-    def __init__(self, message, iteration: int):
-        super().__init__(message)
-        self.iteration = iteration
 
 
 # ================================================================ configuration
@@ -217,44 +215,6 @@ def load_preset(name_or_path) -> dict:
     return d
 
 
-# ================================================================ objectives
-@dataclass(frozen=True)
-class Objective:
-    """A pre-training objective: where batches come from and what the loss is.
-
-    ``get_batch(data, config, rng, tokenizer)`` returns a tuple of NumPy arrays drawn from the
-    1-D token array ``data`` with the ``numpy.random.Generator`` ``rng``; the trainer moves them
-    to the device as tensors and calls ``loss(model, *tensors)``, which returns a scalar loss.
-    """
-    name: str
-    get_batch: Callable
-    loss: Callable
-    description: str = ""
-
-
-OBJECTIVES: Dict[str, Objective] = {}
-
-
-def register_objective(objective: Objective) -> Objective:
-    """Make ``objective`` available as ``TrainConfig(objective=name)`` / ``--objective name``."""
-    OBJECTIVES[objective.name] = objective
-    return objective
-
-
-def _causal_batch(data, config, rng, tokenizer):
-    from .data import get_batch
-    return get_batch(data, config.batch_size, config.block_size, rng)
-
-
-def _causal_loss(model, x, y):
-    _, loss = model(x, y)
-    return loss
-
-
-register_objective(Objective("causal", _causal_batch, _causal_loss,
-                             "next-token prediction (GPT): targets are the inputs shifted by one"))
-
-
 # ================================================================ learning rate
 def get_lr(it: int, config: TrainConfig) -> float:
     """nanoGPT's schedule: linear warmup, cosine decay to ``min_lr`` at ``lr_decay_iters``,
@@ -263,103 +223,6 @@ def get_lr(it: int, config: TrainConfig) -> float:
         return config.lr
     from .optim.lr_scheduler import cosine_with_warmup_lr
     return cosine_with_warmup_lr(it, config.lr, config.min_lr, config.warmup_iters, config.lr_decay_iters)
-
-
-# ================================================================ profiling
-def _synchronize(device: str) -> None:
-    """Wait for the GPU (so timings measure the work, not its launch); nothing on the CPU."""
-    if device != "cpu":
-        backend.xp_of_device(device).cuda.runtime.deviceSynchronize()
-
-
-def _all_subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _all_subclasses(sub)
-
-
-class OpProfiler:
-    """Time every ``Function`` forward (``Function.apply``) and backward, per class name.
-
-    ``with OpProfiler(device) as prof: ...`` patches ``Function.apply`` and every ``backward``
-    method for the duration of the block. Only the outermost call is timed: ops run inside a
-    backward (backward rules are written with tensor ops) count toward that backward. On a GPU
-    every timed call synchronizes, which slows the run but attributes the time correctly.
-    """
-
-    def __init__(self, device: str = "cpu"):
-        self.device = device
-        self.forward_s = defaultdict(float)
-        self.backward_s = defaultdict(float)
-        self.calls = defaultdict(int)
-        self.step_s = 0.0
-        self.steps = 0
-        self._depth = 0
-        self._saved = []
-
-    def _timed(self, name, table, fn, *args, **kwargs):
-        if self._depth:
-            return fn(*args, **kwargs)
-        self._depth += 1
-        _synchronize(self.device)
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _synchronize(self.device)
-            table[name] += time.perf_counter() - start
-            self._depth -= 1
-
-    def __enter__(self):
-        profiler = self
-        original_apply = Function.__dict__["apply"]
-        apply_func = original_apply.__func__
-
-        def apply(cls, *inputs, **options):
-            if not profiler._depth:
-                profiler.calls[cls.__name__] += 1
-            return profiler._timed(cls.__name__, profiler.forward_s, apply_func, cls, *inputs, **options)
-
-        self._saved.append((Function, "apply", original_apply))
-        Function.apply = classmethod(apply)
-        for cls in [Function, *_all_subclasses(Function)]:
-            if "backward" in cls.__dict__:
-                original = cls.__dict__["backward"]
-
-                def backward(self_fn, grad, _original=original):
-                    return profiler._timed(type(self_fn).__name__, profiler.backward_s, _original, self_fn, grad)
-
-                self._saved.append((cls, "backward", original))
-                cls.backward = backward
-        return self
-
-    def __exit__(self, *exc):
-        for cls, name, original in reversed(self._saved):
-            setattr(cls, name, original)
-        self._saved.clear()
-        return False
-
-    def add_step(self, seconds: float) -> None:
-        self.steps += 1
-        self.step_s += seconds
-
-    def table(self) -> str:
-        """A table sorted by total time: calls, forward, backward and total ms per step, % of the step."""
-        steps = max(self.steps, 1)
-        names = set(self.forward_s) | set(self.backward_s)
-        rows = sorted(((n, self.calls[n] / steps, 1e3 * self.forward_s[n] / steps, 1e3 * self.backward_s[n] / steps)
-                       for n in names), key=lambda r: -(r[2] + r[3]))
-        step_ms = 1e3 * self.step_s / steps
-        ops_ms = sum(r[2] + r[3] for r in rows)
-        lines = [f"per-op time over {self.steps} training step(s) on {self.device}: {step_ms:.1f} ms/step",
-                 f"{'op':<28}{'calls':>8}{'fwd ms':>10}{'bwd ms':>10}{'total ms':>10}{'%':>7}"]
-        for name, calls, fwd, bwd in rows:
-            pct = 100 * (fwd + bwd) / step_ms if step_ms else 0.0
-            lines.append(f"{name:<28}{calls:>8.0f}{fwd:>10.2f}{bwd:>10.2f}{fwd + bwd:>10.2f}{pct:>6.1f}%")
-        other = step_ms - ops_ms
-        lines.append(f"{'(optimizer, data, python)':<28}{'':>8}{'':>10}{'':>10}{other:>10.2f}"
-                     f"{(100 * other / step_ms if step_ms else 0.0):>6.1f}%")
-        return "\n".join(lines)
 
 
 # ================================================================ sampling
@@ -415,9 +278,6 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, log: Optional[Callable] = print):
         from .data import BPETokenizer, CharTokenizer, Tokenizer, encode_cached, load_corpus
-        from .models.gpt import GPT, GPTConfig
-        from .optim import AdamW
-        from .regularizers.penalties import param_groups
 
         config.validate()
         self.log = log or (lambda *a, **k: None)
@@ -449,7 +309,7 @@ class Trainer:
 
         # ---- data and tokenizer
         train_text, val_text = load_corpus(config.data)
-        special = getattr(self.objective, "special_tokens", ())    # [MASK], sentinels... (minillm.pretrain)
+        special = self.objective.special_tokens                   # [MASK], sentinels... for mlm and span
         saved = checkpoint if checkpoint is not None else init
         if saved is not None and saved.tokenizer:
             tokenizer = Tokenizer.from_dict(saved.tokenizer)
@@ -469,8 +329,8 @@ class Trainer:
         # ---- model and optimizer: the weights are drawn on the CPU, so a seed gives the same
         # initial model on every device
         backend.manual_seed(config.seed)
-        # the objective picks the model: GPT for causal, BERT for mlm, T5 for span (minillm.pretrain)
-        ConfigClass, ModelClass = getattr(self.objective, "model_classes", None) or (GPTConfig, GPT)
+        # the objective picks the model: GPT for causal, BERT for mlm, T5 for span
+        ConfigClass, ModelClass = self.objective.model_classes
         if checkpoint is not None:
             self.model_config = ConfigClass.from_dict(checkpoint.model_config)
         elif init is not None:
@@ -479,13 +339,14 @@ class Trainer:
             self.model_config = ConfigClass(vocab_size=tokenizer.vocab_size, block_size=config.block_size,
                                             n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
                                             dropout=config.dropout, bias=config.bias)
-            if getattr(self.objective, "configure_model", None) is not None:
+            if self.objective.configure_model is not None:
                 self.objective.configure_model(self.model_config, tokenizer)
         self.model = ModelClass(self.model_config)
         self.model.to(self.device)
-        self.optimizer = AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
-                               betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
-        self.batch_rng = np.random.default_rng([config.seed, 1])
+        self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay, betas=(config.beta1, config.beta2))
+        self.train_step = TrainingStep(self.model, self.optimizer, lambda *batch: self.loss(batch),
+                                       lambda it: get_lr(it, self.config), config.grad_clip)
+        self.batch_rng = np.random.default_rng([config.seed, TRAIN_BATCH_STREAM])
         self.iter_num = 0
         self.best_val_loss = math.inf
         self.last_losses: Optional[dict] = None
@@ -520,22 +381,16 @@ class Trainer:
         return tuple(tensor(a, device=self.device) for a in arrays)
 
     def loss(self, batch):
+        """The objective's scalar loss of the model on ``batch`` (the tensors of ``get_batch``)."""
         return self.objective.loss(self.model, *batch)
 
     def evaluate(self) -> dict:
         """Mean loss over ``eval_iters`` batches of each split (the same batches at every call)."""
-        cfg = self.config
-        was_training = self.model.training
-        self.model.eval()
         out = {}
-        try:
-            with no_grad():
-                for stream, split in enumerate(("train", "val"), start=2):
-                    rng = np.random.default_rng([cfg.seed, stream])
-                    losses = [float(self.loss(self.get_batch(split, rng)).item()) for _ in range(cfg.eval_iters)]
-                    out[split] = float(np.mean(losses))
-        finally:
-            self.model.train(was_training)
+        for split, stream in (("train", EVAL_BATCH_STREAM), ("val", VAL_EVAL_BATCH_STREAM)):
+            rng = np.random.default_rng([self.config.seed, stream])
+            out[split] = estimate_loss(self.model, lambda *batch: self.loss(batch), lambda: self.get_batch(split, rng),
+                                       self.config.eval_iters)
         return out
 
     def state_metadata(self) -> dict:
@@ -619,13 +474,10 @@ class Trainer:
         return path
 
     def _diverged(self, what: str, value: float, lr: float) -> TrainingDivergedError:
+        """The error for a NaN/inf ``value`` at this iteration, naming the last good checkpoint."""
         good = [p for p in (self.out_dir / LAST_CHECKPOINT, self.out_dir / BEST_CHECKPOINT) if p.exists()]
-        where = f" The last good checkpoint is {good[0]}." if good else ""
-        return TrainingDivergedError(
-            f"{what} is {value} at iteration {self.iter_num} (lr {lr:.3g}): training diverged and was stopped. "
-            f"Likely causes: the learning rate is too high (try a smaller --lr or a longer --warmup-iters, and "
-            f"keep --grad-clip on), float16 overflow (train in float32), or bad data (token ids outside the "
-            f"vocabulary, a corrupted corpus).{where}", self.iter_num)
+        hint = f"The last good checkpoint is {good[0]}." if good else ""
+        return TrainingDivergedError(what, value, self.iter_num, lr, hint)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
@@ -662,31 +514,20 @@ class Trainer:
         try:
             while self.iter_num < cfg.max_iters:
                 it = self.iter_num
-                lr = get_lr(it, cfg)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
                 profiling = profiler is not None and profile_start <= it < profile_start + cfg.profile_steps
                 if profiling:
                     profiler.__enter__()
                 try:
                     if profiling:
-                        _synchronize(self.device)
+                        synchronize(self.device)
                     t0 = time.perf_counter()
-                    batch = self.get_batch("train")
-                    loss = self.loss(batch)
-                    loss_value = float(loss.item())
-                    if not math.isfinite(loss_value):
-                        raise self._diverged("the training loss", loss_value, lr)
-                    self.optimizer.zero_grad()
-                    loss.backward()
-                    if cfg.grad_clip > 0:
-                        from .nn.utils import clip_grad_norm_
-                        norm = clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                        if not math.isfinite(norm):
-                            raise self._diverged("the gradient norm", norm, lr)
-                    self.optimizer.step()
-                    _synchronize(self.device)
+                    try:
+                        result = self.train_step(it, self.get_batch("train"))
+                    except TrainingDivergedError as exc:
+                        raise self._diverged(exc.what, exc.value, exc.lr) from None
+                    synchronize(self.device)
                     dt = time.perf_counter() - t0
+                    loss_value, lr = result.loss, result.lr
                 finally:
                     if profiling:
                         profiler.__exit__(None, None, None)
@@ -738,7 +579,7 @@ class Trainer:
 
         self.plot()
         sample = None
-        if cfg.sample_tokens > 0 and getattr(self.objective, "generates_text", True):
+        if cfg.sample_tokens > 0 and self.objective.generates_text:
             sample = generate_text(self.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens,
                                    cfg.temperature, cfg.top_k, seed=cfg.seed)[0]
             write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
@@ -764,9 +605,3 @@ def load_for_sampling(path, device="cpu"):
     model.to(device)
     model.eval()
     return model, Tokenizer.from_dict(checkpoint.tokenizer), checkpoint
-
-
-# masked LM ("mlm": a BERT) and span corruption ("span": a T5) are defined in minillm/pretrain.py
-from .pretrain import register_trainer_objectives as _register_pretraining_objectives  # noqa: E402
-
-_register_pretraining_objectives()

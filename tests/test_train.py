@@ -7,8 +7,8 @@ import pytest
 
 import minillm
 from minillm.checkpoint import load_checkpoint
-from minillm.train import (OBJECTIVES, ConfigError, Objective, TrainConfig, Trainer, TrainingDivergedError,
-                           get_lr, register_objective)
+from minillm.objectives import OBJECTIVES, Objective, register_objective
+from minillm.train import ConfigError, TrainConfig, Trainer, TrainingDivergedError, get_lr
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,130 @@
+"""One optimization step and one loss estimate, shared by every training loop in minillm.
+
+The trainer (``minillm/train.py``), pre-training (``minillm/pretrain.py``) and fine-tuning
+(``minillm/finetune.py``) differ in where batches come from and what they log; the step itself is
+the same, and lives here:
+
+    lr = lr_schedule(iteration)            every parameter group gets it
+    loss = loss_fn(*batch)                 forward
+    stop if the loss is NaN or infinite    (TrainingDivergedError, naming the iteration)
+    optimizer.zero_grad(); loss.backward()
+    clip the gradient norm to grad_clip    stop if the norm is NaN or infinite
+    optimizer.step()
+
+``make_optimizer`` builds the AdamW every loop uses, with one weight-decay policy
+(:func:`minillm.regularizers.param_groups`); ``estimate_loss`` is nanoGPT's: the mean loss over a
+few batches in eval mode, without gradients.
+
+Random streams: every loop draws its batches from ``numpy.random.default_rng([seed, STREAM])``,
+one independent stream per purpose, so evaluating or changing one part never shifts the batches
+of another. The stream ids are the named constants below.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .tensor import no_grad
+
+__all__ = ["TrainingDivergedError", "TrainingStep", "StepResult", "make_optimizer", "estimate_loss", "set_lr",
+           "TRAIN_BATCH_STREAM", "EVAL_BATCH_STREAM", "VAL_EVAL_BATCH_STREAM", "FINETUNE_ORDER_STREAM"]
+
+#: ``default_rng([seed, TRAIN_BATCH_STREAM])`` draws the training batches (trainer, pretrain)
+TRAIN_BATCH_STREAM = 1
+#: the evaluation batches, re-seeded at every evaluation so each one sees the same batches
+#: (the trainer: its train-split estimate; ``pretrain``: its validation estimate)
+EVAL_BATCH_STREAM = 2
+#: the trainer's val-split evaluation batches
+VAL_EVAL_BATCH_STREAM = 3
+#: ``finetune``: the order in which the labelled examples are visited
+FINETUNE_ORDER_STREAM = 3
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss (or the gradient norm) became NaN or infinite.
+
+    ``what`` ("the training loss", "the gradient norm", ...), ``value``, ``iteration`` and ``lr``
+    say where; ``hint`` is appended to the message (the trainer names its last good checkpoint).
+    """
+
+    def __init__(self, what: str, value: float, iteration: int, lr: float, hint: str = ""):
+        super().__init__(
+            f"{what} is {value} at iteration {iteration} (lr {lr:.3g}): training diverged and was stopped. "
+            f"Likely causes: the learning rate is too high (try a smaller --lr or a longer --warmup-iters, and "
+            f"keep --grad-clip on), float16 overflow (train in float32), or bad data (token ids outside the "
+            f"vocabulary, a corrupted corpus).{' ' + hint if hint else ''}")
+        self.what, self.value, self.iteration, self.lr, self.hint = what, value, iteration, lr, hint
+
+
+def set_lr(optimizer, lr: float) -> None:
+    """Give every parameter group of ``optimizer`` the learning rate ``lr``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def make_optimizer(model, lr: float, weight_decay: float, betas: Tuple[float, float] = (0.9, 0.99)):
+    """AdamW over ``param_groups(model, weight_decay)``: the one weight-decay policy of minillm
+    (the weight matrices are decayed; biases, normalization weights and embeddings are not; see
+    :func:`minillm.regularizers.param_groups`). Every training loop builds its optimizer here."""
+    from .optim import AdamW
+    from .regularizers.penalties import param_groups
+    return AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+@dataclass
+class StepResult:
+    """What one step measured: the loss before the update, the learning rate it used and the
+    gradient norm before clipping (None when clipping is off)."""
+    loss: float
+    lr: float
+    grad_norm: Optional[float]
+
+
+class TrainingStep:
+    """``step(iteration, batch)``: one optimization step of ``model`` (see the module docstring).
+
+    ``loss_fn(*batch)`` returns a scalar loss Tensor; ``lr_schedule(iteration)`` the learning
+    rate; ``grad_clip`` > 0 clips the total gradient norm of ``model.parameters()`` to it.
+    Raises ``TrainingDivergedError`` (before touching the weights) when the loss or the gradient
+    norm is not finite.
+    """
+
+    def __init__(self, model, optimizer, loss_fn: Callable, lr_schedule: Callable[[int], float],
+                 grad_clip: float = 0.0):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.lr_schedule, self.grad_clip = lr_schedule, grad_clip
+
+    def __call__(self, iteration: int, batch: Sequence) -> StepResult:
+        from .nn.utils import clip_grad_norm_
+        lr = self.lr_schedule(iteration)
+        set_lr(self.optimizer, lr)
+        loss = self.loss_fn(*batch)
+        loss_value = float(loss.item())
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError("the training loss", loss_value, iteration, lr)
+        self.optimizer.zero_grad()
+        loss.backward()
+        norm = None
+        if self.grad_clip > 0:
+            total = clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            norm = float(total.item() if hasattr(total, "item") else total)
+            if not math.isfinite(norm):
+                raise TrainingDivergedError("the gradient norm", norm, iteration, lr)
+        self.optimizer.step()
+        return StepResult(loss_value, lr, norm)
+
+
+def estimate_loss(model, loss_fn: Callable, make_batch: Callable[[], Sequence], num_batches: int) -> float:
+    """The mean of ``loss_fn(*make_batch())`` over ``num_batches`` batches, with ``model`` in eval
+    mode (no dropout) and no gradients; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            losses = [float(loss_fn(*make_batch()).item()) for _ in range(num_batches)]
+    finally:
+        model.train(was_training)
+    return float(np.mean(losses))
