@@ -12,7 +12,11 @@ import math
 import numpy as np
 
 from . import backend
-from .tensor import Function, FusedFunction, Tensor
+import sys as _sys
+
+from . import kernels
+from .kernels.gelu import GELU_TANH_C, GELU_TANH_K  # 0.044715 and √(2/π), GPT-2's constants
+from .tensor import Function, Tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "matmul", "exp", "log", "sqrt", "tanh", "sigmoid",
@@ -169,7 +173,7 @@ class Sigmoid(Function):
 class ReLU(Function):
     def forward(self, a):
         self.positive = a > 0
-        return a * self.positive
+        return _xp(a).maximum(a, 0).astype(a.dtype, copy=False)  # not a·(a > 0): −inf·0 is nan
 
     def backward(self, g):
         return g * _const(self.positive.astype(g.dtype))
@@ -182,81 +186,6 @@ class Erf(Function):
     def backward(self, g):
         a = self.inputs[0]
         return g * (2 / math.sqrt(math.pi)) * exp(-(a * a))
-
-
-_GELU_K = math.sqrt(2 / math.pi)
-_GELU_C = 0.044715
-
-
-class GELU(FusedFunction):
-    """GELU (Hendrycks & Gimpel, 2016): x·Φ(x), exactly (erf) or with the tanh approximation
-    0.5·x·(1 + tanh(u)), u = √(2/π)(x + 0.044715x³), used by GPT-2.
-
-    Fused: a few in-place passes over row blocks, split between threads on large CPU arrays.
-    The tanh form is computed as x·σ(2u), since 0.5(1 + tanh(u)) = σ(2u) and NumPy's float32
-    exp is about twice as fast as its tanh.
-    """
-
-    def forward(self, x, approximate="none"):
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
-        xp = _xp(x)
-        out, self.s = xp.empty_like(x), xp.empty_like(x)   # s = σ(2u) or Φ(x), kept for backward
-        x2, s2, out2 = (a.reshape(-1, x.shape[-1]) if x.ndim else a.reshape(1, 1) for a in (x, self.s, out))
-
-        def kernel(rows):
-            xr, sr = x2[rows], s2[rows]
-            if approximate == "tanh":
-                xp.multiply(xr, xr, out=sr)
-                sr *= _GELU_C
-                sr += 1
-                sr *= xr
-                sr *= -2 * _GELU_K
-                with np.errstate(over="ignore"):     # exp(+large) = inf gives σ = 1/(1+inf) = 0: exact
-                    xp.exp(sr, out=sr)
-                sr += 1
-                xp.reciprocal(sr, out=sr)
-            else:
-                sr[...] = backend.erf(xr * (1 / math.sqrt(2)))
-                sr += 1
-                sr *= 0.5
-            xp.multiply(xr, sr, out=out2[rows])
-        backend.parallel_rows(kernel, x2.shape[0], x.size) if xp is np else kernel(slice(None))
-        return out
-
-    def composite(self, x, approximate="none"):
-        if approximate == "tanh":
-            return 0.5 * x * (1 + tanh((x + _GELU_C * x * x * x) * _GELU_K))
-        return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
-
-    def fast_backward(self, g):
-        x, xp = self.inputs[0].data, _xp(g)
-        d = xp.empty_like(g)
-        x2, s2, g2, d2 = (a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1) for a in (x, self.s, g, d))
-
-        def kernel(rows):
-            xr, sr, dr = x2[rows], s2[rows], d2[rows]
-            if self.approximate == "tanh":
-                # d/dx x·σ(2u) = σ + x·σ(1−σ)·2u',  u' = k(1 + 3c·x²)
-                xp.multiply(xr, xr, out=dr)
-                dr *= 6 * _GELU_C * _GELU_K
-                dr += 2 * _GELU_K
-                dr *= xr
-                t = 1 - sr
-                t *= sr
-                dr *= t
-            else:
-                # d/dx x·Φ(x) = Φ(x) + x·φ(x),  φ(x) = exp(−x²/2)/√(2π)
-                xp.multiply(xr, xr, out=dr)
-                dr *= -0.5
-                xp.exp(dr, out=dr)
-                dr *= xr
-                dr *= 1 / math.sqrt(2 * math.pi)
-            dr += sr
-            dr *= g2[rows]
-        backend.parallel_rows(kernel, d2.shape[0], d.size) if xp is np else kernel(slice(None))
-        return d
 
 
 class Abs(Function):
@@ -631,8 +560,20 @@ def pow(a, b):  # noqa: A001 (PyTorch name)
 
 
 def gelu(x, approximate="none"):
-    """GELU; ``approximate="tanh"`` is GPT-2's approximation. Shape unchanged."""
-    return GELU.apply(x, approximate=approximate)
+    """GELU (Hendrycks & Gimpel, 2016): x·Φ(x) with Φ the standard normal CDF,
+    Φ(x) = ½(1 + erf(x/√2)); ``approximate="tanh"`` is GPT-2's ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+    Shape unchanged. The fused kernel (``minillm/kernels/gelu.py``) computes the same."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if kernels.is_enabled():
+        return kernels.GELU.apply(x, approximate=approximate, reference=_gelu_formula)
+    return _gelu_formula(x, approximate)
+
+
+def _gelu_formula(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + tanh((x + GELU_TANH_C * x * x * x) * GELU_TANH_K))
+    return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
 
 
 def clamp(x, min=None, max=None):  # noqa: A002 (PyTorch names)
@@ -929,19 +870,6 @@ builtins_sum = _builtins.sum
 
 
 # ---------------------------------------------------------------- Tensor methods
-def _install_methods():
-    methods = {
-        "exp": exp, "log": log, "sqrt": sqrt, "tanh": tanh, "sigmoid": sigmoid, "relu": relu,
-        "abs": abs, "clamp": clamp, "clip": clamp, "sum": sum, "mean": mean, "var": var, "max": max,
-        "min": min, "argmax": argmax, "logsumexp": logsumexp, "reshape": reshape, "view": reshape,
-        "flatten": flatten, "transpose": transpose, "permute": permute, "squeeze": squeeze,
-        "unsqueeze": unsqueeze, "expand": expand, "broadcast_to": expand, "split": split,
-        "chunk": chunk, "gather": gather, "masked_fill": masked_fill, "softmax": softmax,
-        "log_softmax": log_softmax, "tril": tril, "triu": triu, "matmul": matmul, "pow": pow,
-        "maximum": maximum, "minimum": minimum, "neg": neg, "gelu": gelu,
-    }
-    for name, fn in methods.items():
-        setattr(Tensor, name, fn)
-
-
-_install_methods()
+# tensor.py writes out Tensor's methods as calls into this module; it cannot import this module
+# (which imports it), so this module hands itself over once it is fully defined.
+_sys.modules[Tensor.__module__]._ops = _sys.modules[__name__]

@@ -13,9 +13,18 @@ on, and no recursion is involved (a chain of 10,000 ops is fine).
 Backward rules are written with Tensor operations, so with ``create_graph=True`` the backward
 pass is itself recorded and can be differentiated again (second derivatives, ``gradgradcheck``).
 Without it, backward runs under ``no_grad`` and the Tensor ops are thin wrappers around arrays.
-A few fused kernels (layer norm, attention, cross-entropy, GELU) compute their backward on raw
-arrays for speed; each also has a ``composite`` form in plain tensor ops, which is what
-``create_graph=True`` differentiates (see ``FusedFunction``).
+
+Gradients have the dtype of the tensor they belong to (a float32 leaf gets a float32 ``.grad``
+even where a float64 constant took part), and each leaf gets a ``.grad`` of its own.
+
+Each tensor counts the times its ``.data`` was replaced or updated in place through the
+attribute (``t.data += 1``, ``t.data = ...``): its *version*. An op remembers the versions of its
+inputs, and ``backward`` refuses to use an input that changed since, as PyTorch does: the saved
+values would no longer be the ones the derivative needs.
+
+Tensor methods (``t.sum()``, ``t.exp()``, ``t + u``) are written out below; each calls the
+function of the same name in ``ops.py``. ``ops.py`` imports this module, so this module does not
+import it back: ``ops.py`` hands itself over when it is imported (``_ops`` below).
 """
 from __future__ import annotations
 
@@ -90,20 +99,31 @@ class Tensor:
     """
     _is_tensor = True
     __array_priority__ = 1000  # so `ndarray * Tensor` calls Tensor.__rmul__
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retain_grad", "name", "__weakref__")
+    __slots__ = ("_data", "_version", "grad", "requires_grad", "_ctx", "_retain_grad", "name", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, device=None, name=None):
         if isinstance(data, np.generic):  # NumPy reductions return scalars: keep their dtype
             data = np.asarray(data)
-        self.data = data if (dtype is None and device is None and _is_array(data)) \
+        self._data = data if (dtype is None and device is None and _is_array(data)) \
             else _as_array(data, dtype, device)
-        if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self._version = 0
+        if requires_grad and self._data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self._data.dtype}")
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._ctx = None          # the Function that produced this tensor (None for leaves)
         self._retain_grad = False
         self.name = name
+
+    @property
+    def data(self):
+        """The NumPy/CuPy array. Assigning it (``t.data = a``, ``t.data += 1``) bumps the version."""
+        return self._data
+
+    @data.setter
+    def data(self, array):
+        self._data = array
+        self._version += 1
 
     # ---------------------------------------------------------------- basic facts
     shape = property(lambda self: tuple(self.data.shape))
@@ -112,7 +132,9 @@ class Tensor:
     size = property(lambda self: int(self.data.size))
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self._ctx is None)
-    T = property(lambda self: self.transpose(-2, -1) if self.ndim >= 2 else self)
+    # PyTorch's names: .T reverses every dim, .mT swaps the last two (a batch of matrices)
+    T = property(lambda self: self.permute(tuple(range(self.ndim - 1, -1, -1))) if self.ndim >= 2 else self)
+    mT = property(lambda self: self.transpose(-2, -1))
 
     def dim(self) -> int:
         return self.data.ndim
@@ -168,17 +190,15 @@ class Tensor:
         self.grad = None
 
     def clone(self) -> "Tensor":
-        from . import ops
-        return ops.clone(self)
+        return _ops.clone(self)
 
     def to(self, device=None, dtype=None) -> "Tensor":
         """This tensor on ``device`` and/or as ``dtype`` (differentiable; self if nothing changes)."""
-        from . import ops
         out = self
         if device is not None and backend.normalize_device(device) != self.device:
-            out = ops.to_device(out, backend.normalize_device(device))
+            out = _ops.to_device(out, backend.normalize_device(device))
         if dtype is not None and np.dtype(dtype) != out.dtype:
-            out = ops.cast(out, np.dtype(dtype))
+            out = _ops.cast(out, np.dtype(dtype))
         return out
 
     def cpu(self):
@@ -218,32 +238,78 @@ class Tensor:
                                "no input of the computation had requires_grad=True")
         run_backward([self], [gradient], retain_graph=retain_graph or create_graph, create_graph=create_graph)
 
-    # ---------------------------------------------------------------- operators
-    # The operators forward to ops.py, where each op's backward sits next to its forward.
-    def __add__(self, other): return _ops().add(self, other)
-    def __radd__(self, other): return _ops().add(other, self)
-    def __sub__(self, other): return _ops().sub(self, other)
-    def __rsub__(self, other): return _ops().sub(other, self)
-    def __mul__(self, other): return _ops().mul(self, other)
-    def __rmul__(self, other): return _ops().mul(other, self)
-    def __truediv__(self, other): return _ops().div(self, other)
-    def __rtruediv__(self, other): return _ops().div(other, self)
-    def __pow__(self, other): return _ops().pow(self, other)
-    def __rpow__(self, other): return _ops().pow(other, self)
-    def __matmul__(self, other): return _ops().matmul(self, other)
-    def __rmatmul__(self, other): return _ops().matmul(other, self)
-    def __neg__(self): return _ops().neg(self)
-    def __getitem__(self, index): return _ops().getitem(self, index)
-    def __abs__(self): return _ops().abs(self)
+    # ---------------------------------------------------------------- operators and methods
+    # Each calls the function of the same name in ops.py, where its backward sits under its forward.
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __rmul__(self, other): return _ops.mul(other, self)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __pow__(self, other): return _ops.pow(self, other)
+    def __rpow__(self, other): return _ops.pow(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __neg__(self): return _ops.neg(self)
+    def __abs__(self): return _ops.abs(self)
+    def __getitem__(self, index): return _ops.getitem(self, index)
 
-    # comparisons give boolean tensors (not differentiable)
+    def exp(self): return _ops.exp(self)
+    def log(self): return _ops.log(self)
+    def sqrt(self): return _ops.sqrt(self)
+    def tanh(self): return _ops.tanh(self)
+    def sigmoid(self): return _ops.sigmoid(self)
+    def relu(self): return _ops.relu(self)
+    def gelu(self, approximate="none"): return _ops.gelu(self, approximate)
+    def abs(self): return _ops.abs(self)
+    def neg(self): return _ops.neg(self)
+    def pow(self, exponent): return _ops.pow(self, exponent)
+    def matmul(self, other): return _ops.matmul(self, other)
+    def clamp(self, min=None, max=None): return _ops.clamp(self, min, max)  # noqa: A002
+    clip = clamp
+    def maximum(self, other): return _ops.maximum(self, other)
+    def minimum(self, other): return _ops.minimum(self, other)
+
+    def sum(self, dim=None, keepdim=False): return _ops.sum(self, dim, keepdim)
+    def mean(self, dim=None, keepdim=False): return _ops.mean(self, dim, keepdim)
+    def var(self, dim=None, keepdim=False, correction=1, unbiased=None):
+        return _ops.var(self, dim, keepdim, correction, unbiased)
+    def max(self, dim=None, keepdim=False): return _ops.max(self, dim, keepdim)
+    def min(self, dim=None, keepdim=False): return _ops.min(self, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return _ops.argmax(self, dim, keepdim)
+    def logsumexp(self, dim, keepdim=False): return _ops.logsumexp(self, dim, keepdim)
+    def softmax(self, dim=-1): return _ops.softmax(self, dim)
+    def log_softmax(self, dim=-1): return _ops.log_softmax(self, dim)
+
+    def reshape(self, *shape): return _ops.reshape(self, *shape)
+    view = reshape
+    def flatten(self, start_dim=0, end_dim=-1): return _ops.flatten(self, start_dim, end_dim)
+    def transpose(self, dim0=-2, dim1=-1): return _ops.transpose(self, dim0, dim1)
+    def permute(self, *dims): return _ops.permute(self, *dims)
+    def squeeze(self, dim=None): return _ops.squeeze(self, dim)
+    def unsqueeze(self, dim): return _ops.unsqueeze(self, dim)
+    def expand(self, *shape): return _ops.expand(self, *shape)
+    broadcast_to = expand
+    def split(self, split_size_or_sections, dim=0): return _ops.split(self, split_size_or_sections, dim)
+    def chunk(self, chunks, dim=0): return _ops.chunk(self, chunks, dim)
+    def gather(self, dim, index): return _ops.gather(self, dim, index)
+    def masked_fill(self, mask, value): return _ops.masked_fill(self, mask, value)
+    def tril(self, diagonal=0): return _ops.tril(self, diagonal)
+    def triu(self, diagonal=0): return _ops.triu(self, diagonal)
+
+    # comparisons give boolean tensors, elementwise as in PyTorch (not differentiable); a tensor
+    # still hashes by identity, so it can be a dict key (optimizer state), but `t in list` and
+    # `a == b` are elementwise: compare identities with `is`
+    def __eq__(self, other): return Tensor(self.data == _raw(other))
+    def __ne__(self, other): return Tensor(self.data != _raw(other))
     def __lt__(self, other): return Tensor(self.data < _raw(other))
     def __le__(self, other): return Tensor(self.data <= _raw(other))
     def __gt__(self, other): return Tensor(self.data > _raw(other))
     def __ge__(self, other): return Tensor(self.data >= _raw(other))
-    def eq(self, other): return Tensor(self.data == _raw(other))
-    def ne(self, other): return Tensor(self.data != _raw(other))
-    __hash__ = object.__hash__  # tensors are identities (dict keys), `==` is elementwise via eq()
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    __hash__ = object.__hash__
 
     def __bool__(self):
         if self.data.size != 1:
@@ -254,9 +320,7 @@ class Tensor:
     def __int__(self): return int(self.item())
 
 
-def _ops():
-    from . import ops
-    return ops
+_ops = None  # the module minillm.ops, set by ops.py when it is imported (see the module docstring)
 
 
 def _raw(x):
@@ -298,7 +362,7 @@ class Function:
         fn = cls()
         tensors = [x if getattr(x, "_is_tensor", False) else None for x in inputs]
         arrays = [x.data if t is not None else x for x, t in zip(inputs, tensors)]
-        _check_devices(cls, arrays)
+        _check_devices(cls, arrays, options)
         try:
             result = fn.forward(*arrays, **options)
         except ValueError as exc:  # NumPy's/CuPy's broadcast error names neither the op nor, clearly, the shapes
@@ -309,6 +373,7 @@ class Function:
         out = Tensor(result)
         if is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
             fn.inputs = tuple(inputs)
+            fn.input_versions = tuple(t._version if t is not None else None for t in tensors)
             fn.generation = 1 + max((t._ctx.generation for t in tensors if t is not None and t._ctx is not None),
                                     default=0)
             fn._output_ref = weakref.ref(out)
@@ -337,50 +402,14 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
-class FusedFunction(Function):
-    """An op whose backward is fused by hand on raw arrays, for speed (layer norm, attention,
-    cross-entropy, GELU).
-
-    Subclasses implement ``forward`` and ``fast_backward(g_array) -> arrays`` (one per input,
-    None where no gradient is needed), plus ``composite(*inputs, **options)``: the same
-    computation written with plain Tensor ops. The composite is the readable reference (tests
-    check the fused backward against it) and is what ``create_graph=True`` differentiates, so
-    fused ops still have second derivatives.
-    """
-
-    @classmethod
-    def apply(cls, *inputs, **options):
-        out = super().apply(*inputs, **options)
-        if out._ctx is not None:
-            out._ctx.options = options
-        return out
-
-    def composite(self, *inputs, **options):
-        raise NotImplementedError
-
-    def fast_backward(self, g):
-        raise NotImplementedError
-
-    def backward(self, grad_output):
-        if is_grad_enabled():  # create_graph=True: differentiate the composite form
-            positions = [i for i, x in enumerate(self.inputs) if getattr(x, "_is_tensor", False) and x.requires_grad]
-            out = self.composite(*self.inputs, **self.options)
-            grads = grad(out, [self.inputs[i] for i in positions], grad_output, create_graph=True, allow_unused=True)
-            result = [None] * len(self.inputs)
-            for i, g in zip(positions, grads):
-                result[i] = g
-            return tuple(result)
-        return tuple(None if g is None else Tensor(g) for g in _as_tuple(self.fast_backward(grad_output.data)))
-
-
-def _as_tuple(x):
-    return x if isinstance(x, tuple) else (x,)
-
-
-def _check_devices(fn_cls, arrays) -> None:
-    """Refuse to mix NumPy and CuPy arrays in one op, naming the op and both devices."""
+def _check_devices(fn_cls, arrays, options) -> None:
+    """Refuse to mix NumPy and CuPy arrays in one op (inputs, and arrays passed by keyword such
+    as masks and indices), naming the op and both devices."""
     first = None
-    for a in arrays:
+    extra = []
+    for value in options.values():
+        extra.extend(value if isinstance(value, tuple) else (value,))
+    for a in list(arrays) + [getattr(v, "data", v) if getattr(v, "_is_tensor", False) else v for v in extra]:
         if isinstance(a, np.ndarray):
             kind = "cpu"
         elif backend.is_cupy_array(a):
@@ -413,9 +442,10 @@ def run_backward(outputs, grad_outputs, retain_graph=False, create_graph=False, 
             results[i] = g if results[i] is None else results[i] + g
         elif t._ctx is None:  # a leaf: accumulate into .grad
             if wanted is None and t.grad is None:
-                # a copy, since backward rules may hand the same gradient to several inputs
-                # and optimizers/clipping update .grad in place
-                t.grad = g if create_graph else Tensor(g.data.copy())
+                # a copy of its own (contiguous, writable): backward rules may hand one gradient
+                # to several inputs, or a read-only broadcast view, and optimizers and clipping
+                # update .grad in place
+                t.grad = _ops.clone(g) if create_graph else Tensor(g.data.copy())
             elif wanted is None:
                 t.grad = t.grad + g if create_graph else Tensor(t.grad.data + g.data)
         else:
@@ -440,6 +470,7 @@ def run_backward(outputs, grad_outputs, retain_graph=False, create_graph=False, 
                 raise RuntimeError(
                     f"{type(fn).__name__}: trying to backward through the graph a second time; its "
                     "saved arrays were freed. Call backward(retain_graph=True) the first time")
+            _check_versions(fn)
             out = fn.output
             t, grad = pending.pop(id(out))
             if out._retain_grad and wanted is None:
@@ -457,14 +488,26 @@ def run_backward(outputs, grad_outputs, retain_graph=False, create_graph=False, 
                 if gx.shape != x.shape:
                     # Broadcasting in the forward pass is undone here, in one place, by summing
                     # the gradient over the broadcast axes.
-                    gx = _ops().sum_to(gx, x.shape)
+                    gx = _ops.sum_to(gx, x.shape)
                 if gx.shape != x.shape:
                     raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
                                        f"{gx.shape} for an input of shape {x.shape}")
+                if gx.dtype != x.dtype:  # e.g. a float32 input times a float64 constant
+                    gx = _ops.cast(gx, x.dtype)
                 add_grad(x, gx)
             if not retain_graph:
                 fn.release()  # free the saved activations as soon as they are used
     return results
+
+
+def _check_versions(fn) -> None:
+    """Refuse to differentiate through an input whose values changed after the op used them."""
+    for i, (x, version) in enumerate(zip(fn.inputs, getattr(fn, "input_versions", ()))):
+        if version is not None and x._version != version:
+            raise RuntimeError(
+                f"{type(fn).__name__}: input {i} (shape {x.shape}) was modified in place after the op used it "
+                f"(version {version}, now {x._version}), so its gradient would be wrong; change a copy "
+                "(t.clone() or t.detach().clone()) or modify it before the forward pass")
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

@@ -11,6 +11,7 @@ import pytest
 
 import minillm as mm
 from minillm import backend, nn
+from minillm.kernels import threads
 from minillm.nn import functional as F
 
 
@@ -162,21 +163,21 @@ def test_scatter_add_repeats(device):
 
 @pytest.mark.parametrize("n_rows", [1, 2, 5, 100])
 def test_parallel_rows_covers_every_row_once(monkeypatch, n_rows):
-    monkeypatch.setattr(backend, "_num_threads", 3)
+    monkeypatch.setattr(threads, "_num_threads", 3)
     hits = np.zeros(n_rows, dtype=int)
 
     def kernel(rows):
         hits[rows] += 1
-    backend.parallel_rows(kernel, n_rows, n_elements=10**7)
+    threads.parallel_rows(kernel, n_rows, n_elements=10**7)
     np.testing.assert_array_equal(hits, 1)
-    backend.parallel_rows(kernel, n_rows, n_elements=10)   # small: one call on this thread
+    threads.parallel_rows(kernel, n_rows, n_elements=10)   # small: one call on this thread
     np.testing.assert_array_equal(hits, 2)
 
 
 def test_num_threads_from_environment(monkeypatch):
-    monkeypatch.setattr(backend, "_num_threads", None)
+    monkeypatch.setattr(threads, "_num_threads", None)
     monkeypatch.setenv("MINILLM_NUM_THREADS", "2")
-    assert backend.num_threads() == 2
-    monkeypatch.setattr(backend, "_num_threads", None)
+    assert threads.num_threads() == 2
+    monkeypatch.setattr(threads, "_num_threads", None)
     monkeypatch.delenv("MINILLM_NUM_THREADS")
-    assert 1 <= backend.num_threads() <= 4
+    assert 1 <= threads.num_threads() <= 4

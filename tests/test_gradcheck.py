@@ -6,7 +6,13 @@ import pytest
 import minillm as mm
 from minillm import GradcheckError, gradcheck, gradgradcheck, ops
 from minillm.nn import functional as F
-from minillm.nn.functional import _Attention, _CrossEntropy, _LayerNorm
+from minillm import kernels
+from minillm.kernels import GELU, Attention as _Attention, CrossEntropy as _CrossEntropy, LayerNorm as _LayerNorm
+from minillm.kernels import threads
+
+# the plain tensor-op formula each fused kernel computes
+REFERENCE = {GELU: ops._gelu_formula, _LayerNorm: F._layer_norm_formula, _Attention: F.attention,
+             _CrossEntropy: F._cross_entropy_formula}
 from minillm.tensor import Tensor
 
 
@@ -85,8 +91,10 @@ def _leaf(x):
 def _compare_fast_and_composite(cls, mk, inputs, options):
     inputs = tuple(_leaf(x) if getattr(x, "_is_tensor", False) and not x.is_leaf else x for x in inputs)
     wrt = [x for x in inputs if getattr(x, "_is_tensor", False) and x.requires_grad]
-    out = cls.apply(*inputs, **options)
-    composite_out = cls().composite(*inputs, **options)
+    reference = REFERENCE[cls]
+    out = cls.apply(*inputs, **options, reference=reference)
+    with kernels.enabled_if(False):
+        composite_out = reference(*inputs, **options)
     np.testing.assert_allclose(out.numpy(), composite_out.numpy(), rtol=1e-12, atol=1e-13)
     g = mk(*out.shape, requires_grad=False)
     fast = mm.grad(out, wrt, g)
@@ -94,7 +102,7 @@ def _compare_fast_and_composite(cls, mk, inputs, options):
     for i, (a, b) in enumerate(zip(fast, slow)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12, err_msg=f"input {i}")
     # create_graph=True differentiates the composite: the first derivative is the same
-    again = mm.grad(cls.apply(*inputs, **options), wrt, g, create_graph=True)
+    again = mm.grad(cls.apply(*inputs, **options, reference=reference), wrt, g, create_graph=True)
     assert again[0].requires_grad  # (d/d bias of layer norm is Σg: a constant)
     for a, b in zip(again, fast):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
@@ -102,7 +110,7 @@ def _compare_fast_and_composite(cls, mk, inputs, options):
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_fast_backward_equals_composite(mk, approximate):
-    _compare_fast_and_composite(ops.GELU, mk, (mk(3, 4) * 2,), {"approximate": approximate})
+    _compare_fast_and_composite(GELU, mk, (mk(3, 4) * 2,), {"approximate": approximate})
 
 
 @pytest.mark.parametrize("affine", [True, False])
@@ -245,13 +253,12 @@ def test_gradcheck_handles_tuple_outputs_and_non_tensor_args(mk):
 def three_threads(monkeypatch):
     """Fused kernels split big CPU arrays into row blocks on threads (≥ 2**17 elements); three
     threads make the blocks uneven. Small gradcheck inputs never take that path."""
-    from minillm import backend
-    monkeypatch.setattr(backend, "_num_threads", 3)
+    monkeypatch.setattr(threads, "_num_threads", 3)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_threaded_kernel(mk, three_threads, approximate):
-    _compare_fast_and_composite(ops.GELU, mk, (mk(7, 401, 50),), {"approximate": approximate})
+    _compare_fast_and_composite(GELU, mk, (mk(7, 401, 50),), {"approximate": approximate})
 
 
 def test_layer_norm_threaded_kernel(mk, three_threads):

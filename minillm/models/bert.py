@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import backend, nn, ops
 from ..nn import functional as F
-from ..objectives import IGNORE_INDEX
+from ..nn.functional import IGNORE_INDEX
 from ..tensor import Tensor
 
 __all__ = ["BERTConfig", "BERT"]
@@ -121,7 +121,8 @@ class BERT(nn.Module):
         logits = self.mlm_head(self.encode(idx, padding_mask))
         if targets is None:
             return logits
-        return logits, F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                       ignore_index=IGNORE_INDEX)
 
     def mlm_loss(self, idx, targets, padding_mask=None):
         """The same loss as ``forward(idx, targets)[1]``, with the head applied only at the

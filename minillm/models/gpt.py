@@ -79,7 +79,7 @@ class GPT(nn.Module):
         logits = F.linear(x, self.wte.weight)    # weight tying: the head is the embedding matrix
         if targets is None:
             return logits
-        return logits, F.cross_entropy(logits, targets)
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (as nanoGPT reports;

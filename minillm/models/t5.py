@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import backend, nn
 from ..nn import functional as F
-from ..objectives import IGNORE_INDEX
+from ..nn.functional import IGNORE_INDEX
 from ..tensor import Tensor, no_grad
 
 __all__ = ["T5Config", "T5"]
@@ -136,7 +136,8 @@ class T5(nn.Module):
         logits = self.decode(tgt_in, self.encode(src, src_padding_mask), src_padding_mask)
         if tgt_targets is None:
             return logits
-        return logits, F.cross_entropy(logits, tgt_targets, ignore_index=IGNORE_INDEX)
+        return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_targets.reshape(-1),
+                                       ignore_index=IGNORE_INDEX)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         n = super().num_parameters()

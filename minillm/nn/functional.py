@@ -1,9 +1,11 @@
 """``minillm.nn.functional`` (imported as ``F``): layers and losses as functions, with the
 signatures of ``torch.nn.functional``.
 
-The hot ops of a transformer are fused (``FusedFunction``): one graph node each, a backward in
-closed form on raw arrays, and a ``composite`` reference in plain tensor ops that the tests
-compare against and that ``create_graph=True`` differentiates.
+Each function reads as its formula, in plain tensor ops. The four hot ops of a transformer
+(``layer_norm``, ``gelu``, ``scaled_dot_product_attention``, ``cross_entropy``) also have a fused
+kernel in ``minillm/kernels/`` that computes the same thing faster; ``minillm.kernels.is_enabled()``
+picks it (the default; ``MINILLM_FUSED=0`` runs the formulas), as nanoGPT picks flash attention
+over its manual attention. The tests check that both paths agree on every memory layout.
 """
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import math
 
 import numpy as np
 
-from .. import backend, ops
+from .. import backend, kernels, ops
 from ..ops import gelu as _gelu, log_softmax, softmax  # noqa: F401  (re-exported)
-from ..tensor import Function, FusedFunction, Tensor
+from ..tensor import Function, Tensor
+
+IGNORE_INDEX = -100  # the target that cross_entropy skips (PyTorch's default ignore_index)
 
 
 def _xp(*xs):
@@ -26,7 +30,8 @@ def _data(x):
 
 # ================================================================ activations
 def gelu(input, approximate: str = "none"):
-    """GELU, exact (``"none"``, erf) or GPT-2's tanh approximation (``"tanh"``)."""
+    """GELU (Hendrycks & Gimpel, 2016): x·Φ(x), exact (``"none"``, with erf) or GPT-2's tanh
+    approximation (``"tanh"``). Shape unchanged. The formula is in ``minillm.ops.gelu``."""
     return _gelu(input, approximate=approximate)
 
 
@@ -71,84 +76,31 @@ def linear(input, weight, bias=None):
 
 
 # ================================================================ normalization
-class _LayerNorm(FusedFunction):
-    """Layer normalization (Ba et al., 2016) over the last ``len(normalized_shape)`` dims.
-
-    Forward: x̂ = (x − μ)/√(σ² + ε), y = x̂·w + b. Backward in closed form:
-    dx = (1/σ̂)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·w, dw = Σ g·x̂, db = Σ g.
-    """
-
-    def forward(self, x, weight, bias, normalized_shape, eps):
-        xp = _xp(x)
-        d = int(np.prod(normalized_shape))
-        x2 = x.reshape(-1, d)                      # (rows, normalized features)
-        w = None if weight is None else weight.reshape(d)
-        b = None if bias is None else bias.reshape(d)
-        self.xhat, out = xp.empty_like(x2), xp.empty_like(x2)
-        self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
-
-        def kernel(rows):
-            xh, o = self.xhat[rows], out[rows]
-            xp.subtract(x2[rows], x2[rows].mean(axis=1, keepdims=True), out=xh)
-            xp.multiply(xh, xh, out=o)             # o as scratch for the squares
-            r = self.rstd[rows]
-            r[...] = 1.0 / xp.sqrt(o.mean(axis=1, keepdims=True) + eps)
-            xh *= r
-            if w is not None:
-                xp.multiply(xh, w, out=o)
-            else:
-                o[...] = xh
-            if b is not None:
-                o += b
-        _rows(kernel, x2)
-        return out.reshape(x.shape)
-
-    def composite(self, x, weight, bias, normalized_shape, eps):
-        dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-        centered = x - x.mean(dims, keepdim=True)
-        var = (centered * centered).mean(dims, keepdim=True)
-        out = centered / ops.sqrt(var + eps)
-        if weight is not None:
-            out = out * weight
-        return out + bias if bias is not None else out
-
-    def fast_backward(self, g):
-        xp = _xp(g)
-        weight, bias = self.inputs[1], self.inputs[2]
-        xhat = self.xhat
-        g2 = g.reshape(xhat.shape)
-        w = None if weight is None else weight.data.reshape(-1)
-        want_w = weight is not None and self.needs_grad(1)
-        gx = xp.empty_like(g2) if self.needs_grad(0) else None
-        partial_w = {}
-
-        def kernel(rows):
-            gr, xh = g2[rows], xhat[rows]
-            gxh = gr * xh
-            if want_w:
-                partial_w[rows.start] = gxh.sum(axis=0)   # dw = Σ g·x̂, summed per block
-            if gx is None:
-                return
-            ghat = gx[rows]
-            xp.multiply(gr, w, out=ghat) if w is not None else ghat.__setitem__(Ellipsis, gr)
-            mean_g = ghat.mean(axis=1, keepdims=True)
-            mean_gx = (gxh * w).mean(axis=1, keepdims=True) if w is not None else gxh.mean(axis=1, keepdims=True)
-            ghat -= mean_g
-            xp.multiply(xh, mean_gx, out=gxh)
-            ghat -= gxh
-            ghat *= self.rstd[rows]
-        _rows(kernel, g2)
-        gw = sum(partial_w.values()).reshape(weight.shape) if want_w else None
-        gb = g2.sum(axis=0).reshape(bias.shape) if bias is not None and self.needs_grad(2) else None
-        return (None if gx is None else gx.reshape(g.shape)), gw, gb
-
-
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Normalize over the trailing ``normalized_shape`` dims, then scale and shift."""
+    """Layer normalization (Ba et al., 2016, eq. 4) over the trailing ``normalized_shape`` dims:
+    y = (x − μ)/√(σ² + ε) · weight + bias, with μ and σ² (biased) the mean and variance of each
+    row. Shape unchanged; ``weight`` and ``bias`` have shape ``normalized_shape``."""
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if tuple(input.shape[-len(normalized_shape):]) != normalized_shape:
         raise ValueError(f"layer_norm: input shape {input.shape} does not end with normalized_shape {normalized_shape}")
-    return _LayerNorm.apply(input, weight, bias, normalized_shape=normalized_shape, eps=eps)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != normalized_shape:
+            raise ValueError(f"layer_norm: {name} has shape {tuple(p.shape)}, expected {normalized_shape}")
+    if kernels.is_enabled():
+        return kernels.LayerNorm.apply(input, weight, bias, normalized_shape=normalized_shape, eps=eps,
+                                       reference=_layer_norm_formula)
+    return _layer_norm_formula(input, weight, bias, normalized_shape, eps)
+
+
+def _layer_norm_formula(x, weight, bias, normalized_shape, eps):
+    dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean = x.mean(dims, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered / ops.sqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    return out + bias if bias is not None else out
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -193,11 +145,23 @@ def embedding(input, weight):
     if not hasattr(idx, "dtype") or idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got "
                         f"{getattr(idx, 'dtype', type(idx).__name__)}")
-    n = weight.shape[0]
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
-        bad = int(idx.max()) if int(idx.max()) >= n else int(idx.min())
-        raise IndexError(f"embedding: index {bad} is out of range for {n} embeddings")
+    _check_class_range("embedding", idx, weight.shape[0], "embeddings")
     return ops.getitem(weight, idx)
+
+
+def _check_class_range(op, idx, n, what, ignore_index=None):
+    """Raise IndexError if an entry of ``idx`` (other than ``ignore_index``) is outside [0, n).
+
+    Only on the CPU: on the GPU reading the answer back would stall the training step on a
+    host synchronization every call, so there (as with PyTorch's asynchronous device asserts)
+    out-of-range indices are the caller's responsibility."""
+    if not isinstance(idx, np.ndarray) or not idx.size:
+        return
+    bad = (idx < 0) | (idx >= n)
+    if ignore_index is not None:
+        bad &= idx != ignore_index
+    if bad.any():
+        raise IndexError(f"{op}: index {int(idx[bad].flat[0])} is out of range for {n} {what}")
 
 
 def dropout(input, p: float = 0.5, training: bool = True):
@@ -224,88 +188,15 @@ def dropout_mask(shape, p, dtype, device):
 
 
 # ================================================================ attention
-def _rows(kernel, array):
-    """Run ``kernel(rows)`` over slices of ``array``'s first axis, threaded for big CPU arrays."""
-    if _xp(array) is np and array.ndim >= 2:
-        backend.parallel_rows(kernel, array.shape[0], array.size)
-    else:
-        kernel(slice(None))
-
-
-class _Attention(FusedFunction):
-    """softmax(q kᵀ · scale + mask) v, with dropout on the attention probabilities.
-
-    q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv) -> (..., Tq, dv). ``keep`` is a boolean
-    array broadcastable to (..., Tq, Tk): False positions get exactly zero weight (a query row
-    with no allowed key outputs zeros). Backward in closed form (Vaswani et al., 2017, eq. 1):
-    dv = Pᵀg, dP = g vᵀ, dS = P ⊙ (dP − Σ dP⊙P), dq = dS k · scale, dk = dSᵀ q · scale.
-    """
-
-    def forward(self, q, k, v, keep=None, drop=None, scale=1.0):
-        xp = _xp(q)
-        s = (q * scale) @ k.swapaxes(-1, -2)   # scaling q costs Tq·d, scaling s would cost Tq·Tk
-        # an additive 0/−inf bias, broadcast in place: cheaper than a masked copy of s
-        bias = None if keep is None else xp.where(keep, 0.0, -xp.inf).astype(s.dtype)
-
-        def softmax_rows(rows):  # rows: a slice of the first (batch) axis
-            sr = s[rows]
-            if bias is not None:
-                sr += bias if bias.ndim < s.ndim or bias.shape[0] == 1 else bias[rows]
-            m = sr.max(axis=-1, keepdims=True)
-            if bias is not None:
-                m[~xp.isfinite(m)] = 0  # fully masked rows: avoid inf − inf, output zeros
-            sr -= m
-            xp.exp(sr, out=sr)
-            total = sr.sum(axis=-1, keepdims=True)
-            if bias is not None:
-                total[total == 0] = 1
-            sr *= 1.0 / total
-        _rows(softmax_rows, s)
-        self.p = s
-        self.pd = s * drop if drop is not None else s
-        return self.pd @ v
-
-    def composite(self, q, k, v, keep=None, drop=None, scale=1.0):
-        s = (q @ k.transpose(-1, -2)) * scale
-        if keep is not None:
-            s = ops.where(keep, s, -1e30 if s.dtype == np.float64 else -1e9)
-        p = ops.softmax(s, -1)
-        if keep is not None:
-            p = ops.where(keep, p, 0.0)
-        if drop is not None:
-            p = p * Tensor(drop)
-        return p @ v
-
-    def fast_backward(self, g):
-        q, k, v = (x.data for x in self.inputs[:3])
-        scale, drop = self.options["scale"], self.options.get("drop")
-        gv = self.pd.swapaxes(-1, -2) @ g if self.needs_grad(2) else None
-        dp = g @ v.swapaxes(-1, -2)
-
-        def softmax_backward_rows(rows):  # dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dp
-            dr, pr = dp[rows], self.p[rows]
-            if drop is not None:
-                dr *= drop[rows] if drop.ndim == dp.ndim and drop.shape[0] == dp.shape[0] else drop
-            dr -= (dr * pr).sum(axis=-1, keepdims=True)
-            dr *= pr
-        _rows(softmax_backward_rows, dp)
-        gq = gk = None
-        if self.needs_grad(0):
-            gq = dp @ k
-            gq *= scale
-        if self.needs_grad(1):
-            gk = dp.swapaxes(-1, -2) @ q
-            gk *= scale
-        return gq, gk, gv
-
-
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: float = 0.0,
                                  is_causal: bool = False, scale=None, training: bool = True):
-    """Attention as ``torch.nn.functional.scaled_dot_product_attention``.
+    """Attention as ``torch.nn.functional.scaled_dot_product_attention`` (Vaswani et al., 2017,
+    eq. 1): softmax(q kᵀ · scale, masked) v, with dropout on the attention probabilities.
 
     query (..., Tq, d), key (..., Tk, d), value (..., Tk, dv) -> (..., Tq, dv).
     ``attn_mask``: boolean, True where a query may attend to a key (broadcastable to
-    (..., Tq, Tk)). ``is_causal``: query i sees keys ≤ i. ``scale`` defaults to 1/√d.
+    (..., Tq, Tk)). ``is_causal``: query i sees keys ≤ i (+ Tk − Tq). ``scale`` defaults to 1/√d.
+    A query with no key to attend to outputs zeros.
     """
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise ValueError(f"attention: shapes q {query.shape}, k {key.shape}, v {value.shape} do not fit")
@@ -313,6 +204,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     keep = _data(attn_mask)
     if keep is not None and keep.dtype != np.bool_:
         raise TypeError(f"attention: attn_mask must be boolean (True = attend), got dtype {keep.dtype}")
+    if keep is not None and backend.device_of(keep) != query.device:
+        raise backend.DeviceError(f"attention: attn_mask is on {backend.device_of(keep)} but the query is on "
+                                  f"{query.device}; move it with .to(device)")
     if is_causal:
         tq, tk = query.shape[-2], key.shape[-2]
         causal = ops.tril_mask(tq, tk, diagonal=tk - tq, device=query.device)
@@ -321,7 +215,25 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if training and dropout_p > 0:
         shape = query.shape[:-1] + (key.shape[-2],)
         drop = dropout_mask(shape, dropout_p, query.dtype, query.device)
-    return _Attention.apply(query, key, value, keep=keep, drop=drop, scale=scale)
+    if kernels.is_enabled():
+        return kernels.Attention.apply(query, key, value, keep=keep, drop=drop, scale=scale, reference=attention)
+    return attention(query, key, value, keep, drop, scale)
+
+
+def attention(q, k, v, keep=None, drop=None, scale=1.0):
+    """The manual attention (what the fused kernel computes): S = q kᵀ·scale; S = −∞ where
+    ``keep`` (a boolean array) is False; P = softmax(S) over the keys (rows with no allowed key
+    give zeros); P = P ⊙ ``drop`` (the dropout multipliers, if any); out = P v."""
+    s = (q @ k.transpose(-1, -2)) * scale
+    if keep is not None:
+        # a large negative number rather than −∞ keeps fully masked rows finite (they are zeroed below)
+        s = ops.where(keep, s, float(np.finfo(s.dtype).min))
+    p = ops.softmax(s, -1)
+    if keep is not None:
+        p = ops.where(keep, p, 0.0)
+    if drop is not None:
+        p = p * Tensor(drop)
+    return p @ v
 
 
 def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
@@ -343,87 +255,63 @@ def _reduce(loss, reduction, count=None):
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-class _CrossEntropy(FusedFunction):
-    """Softmax cross-entropy on (N, C) logits and (N,) integer targets, fused and stable.
-
-    With label smoothing ε (Szegedy et al., 2016) the target distribution is
-    q = (1 − ε)·onehot(t) + ε/C, and loss_i = −Σ_c q_c log p_ic. Rows whose target is
-    ``ignore_index`` contribute nothing. The gradient is (p − q) ⊙ g_i: no log or division
-    in the backward, and no overflow since log p = z − max − log Σ exp(z − max).
-    """
-
-    def forward(self, logits, target, ignore_index=-100, label_smoothing=0.0):
-        xp = _xp(logits)
-        n, c = logits.shape
-        self.valid = target != ignore_index
-        safe_target = xp.where(self.valid, target, 0)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        total = e.sum(axis=1, keepdims=True)
-        logp_target = shifted[xp.arange(n), safe_target] - xp.log(total[:, 0])
-        loss = -(1 - label_smoothing) * logp_target
-        if label_smoothing:
-            mean_logp = shifted.mean(axis=1) - xp.log(total[:, 0])
-            loss -= label_smoothing * mean_logp
-        e /= total
-        self.p, self.safe_target = e, safe_target
-        return xp.where(self.valid, loss, 0).astype(logits.dtype)
-
-    def composite(self, logits, target, ignore_index=-100, label_smoothing=0.0):
-        logp = ops.log_softmax(logits, -1)
-        safe_target = _xp(target).where(target != ignore_index, target, 0)
-        nll = -ops.gather(logp, 1, Tensor(safe_target[:, None])).reshape(-1)
-        loss = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1) if label_smoothing else nll
-        return ops.where(target != ignore_index, loss, 0.0)
-
-    def fast_backward(self, g):
-        xp = _xp(g)
-        eps = self.options.get("label_smoothing", 0.0)
-        n, c = self.p.shape
-        grad = self.p.copy()  # the saved p stays intact for a retain_graph second backward
-        if eps:
-            grad -= eps / c
-        grad[xp.arange(n), self.safe_target] -= 1 - eps
-        grad *= xp.where(self.valid, g, 0)[:, None]
-        return grad, None
-
-
-def cross_entropy(input, target, ignore_index: int = -100, reduction: str = "mean",
+def cross_entropy(input, target, ignore_index: int = IGNORE_INDEX, reduction: str = "mean",
                   label_smoothing: float = 0.0):
-    """Cross-entropy between logits ``input`` (..., C) — or (N, C, d1, ...) as PyTorch — and
-    integer class ``target`` (...). ``mean`` averages over the targets that are not
-    ``ignore_index``."""
+    """Cross-entropy between logits and integer class targets, as ``torch.nn.functional.cross_entropy``.
+
+    ``input`` (N, C) with ``target`` (N,), or (N, C, d1, ...) with target (N, d1, ...): the
+    class dim is dim 1, exactly as PyTorch (so a (B, T, V) language-model output is passed as
+    ``logits.reshape(-1, V)``, ``targets.reshape(-1)``, as nanoGPT does). (C,) with a 0-d target
+    is one example. loss_i = −Σ_c q_c log softmax(x_i)_c with q the one-hot target, or with label
+    smoothing ε (Szegedy et al., 2016) q = (1 − ε)·onehot + ε/C. Targets equal to
+    ``ignore_index`` contribute nothing; ``"mean"`` divides by the number of the others.
+    """
     tgt = _data(target)
     if not hasattr(tgt, "dtype") or tgt.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: target must be an integer tensor of class indices, got "
                         f"{getattr(tgt, 'dtype', type(tgt).__name__)}")
-    logits = input
-    # (..., C) is the layout minillm uses; PyTorch's (N, C, d...) is accepted when targets only fit it
-    if logits.ndim >= 3 and tuple(tgt.shape) != tuple(logits.shape[:-1]) and \
-            tuple(tgt.shape) == (logits.shape[0],) + tuple(logits.shape[2:]):
-        logits = ops.transpose(logits, 1, -1) if logits.ndim == 3 else ops.permute(
-            logits, (0,) + tuple(range(2, logits.ndim)) + (1,))  # PyTorch's (N, C, d...) layout
-    if tuple(tgt.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(f"cross_entropy: target shape {tuple(tgt.shape)} does not match logits shape "
-                         f"{logits.shape} (expected {logits.shape[:-1]})")
-    c = logits.shape[-1]
-    flat_t = tgt.reshape(-1)
-    valid = flat_t != ignore_index
-    if flat_t.size and valid.any():
-        bad = (flat_t < 0) | (flat_t >= c)
-        bad &= valid
-        if bad.any():
-            raise IndexError(f"cross_entropy: target value {int(flat_t[bad][0])} is out of range for {c} classes")
+    if backend.device_of(tgt) != input.device:
+        raise backend.DeviceError(f"cross_entropy: target is on {backend.device_of(tgt)} but the input is on "
+                                  f"{input.device}; move it with .to(device)")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    loss = _CrossEntropy.apply(logits.reshape(-1, c), flat_t, ignore_index=ignore_index,
-                               label_smoothing=label_smoothing)
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input needs a class dim, got a 0-d tensor")
+    logits = input.reshape(1, -1) if input.ndim == 1 else input
+    expected = (logits.shape[0],) + tuple(logits.shape[2:]) if input.ndim > 1 else ()
+    if tuple(tgt.shape) != expected:
+        raise ValueError(f"cross_entropy: target shape {tuple(tgt.shape)} does not fit input shape {input.shape} "
+                         f"(expected {expected}: the class dim of the input is dim 1, as in PyTorch)")
+    c = logits.shape[1]
+    if logits.ndim > 2:  # (N, C, d1, ...) -> (N·d1·..., C)
+        logits = ops.permute(logits, (0,) + tuple(range(2, logits.ndim)) + (1,)).reshape(-1, c)
+    flat_target = tgt.reshape(-1)
+    _check_class_range("cross_entropy", flat_target, c, "classes", ignore_index)
+    if kernels.is_enabled():
+        loss = kernels.CrossEntropy.apply(logits, flat_target, ignore_index=ignore_index,
+                                          label_smoothing=label_smoothing, reference=_cross_entropy_formula)
+    else:
+        loss = _cross_entropy_formula(logits, flat_target, ignore_index, label_smoothing)
     if reduction == "none":
         return loss.reshape(tgt.shape)
-    return _reduce(loss, reduction, int(valid.sum()))
+    if reduction == "mean":  # over the counted targets; a tensor division, so no host synchronization
+        count = (flat_target != ignore_index).sum()
+        xp = _xp(count)
+        return loss.sum() / Tensor(xp.maximum(count, 1).astype(loss.dtype))
+    return _reduce(loss, reduction)
 
 
-def nll_loss(input, target, ignore_index: int = -100, reduction: str = "mean"):
+def _cross_entropy_formula(logits, target, ignore_index, label_smoothing=0.0):
+    """Per-row loss of (N, C) logits and (N,) targets: −(1 − ε)·log p_target − ε·mean_c log p_c."""
+    logp = ops.log_softmax(logits, -1)
+    counted = target != ignore_index
+    safe_target = _xp(target).where(counted, target, 0)
+    nll = -ops.gather(logp, 1, Tensor(safe_target[:, None])).reshape(-1)
+    loss = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1) if label_smoothing else nll
+    return ops.where(counted, loss, 0.0)
+
+
+def nll_loss(input, target, ignore_index: int = IGNORE_INDEX, reduction: str = "mean"):
     """Negative log-likelihood of log-probabilities ``input`` (N, C) at integer ``target`` (N,)."""
     tgt = _data(target)
     safe = _xp(tgt).where(tgt != ignore_index, tgt, 0)
