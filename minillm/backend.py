@@ -157,30 +157,46 @@ def device_context(device: str):
 
 # ---------------------------------------------------------------- random numbers
 # One generator per device: dropout masks, initial weights and sampling all draw from these,
-# so `manual_seed` makes a run reproducible on either backend.
+# so `manual_seed` makes a run reproducible on either backend. Each device's generator is seeded
+# from (seed, device index, key), so `cuda:0` and `cuda:1` draw different streams.
+#
+# A CPU generator's state can be saved and restored exactly. CuPy's cannot be read out, so a GPU
+# generator is instead *re-keyed* whenever its state is taken (`get_rng_state`, i.e. at every
+# checkpoint): it is replaced by a fresh generator seeded from (seed, device, key + 1), and the key
+# is what the checkpoint stores. A resumed run rebuilds the same generator from the key, and the
+# uninterrupted run re-keyed at the same moment, so both draw the same masks afterwards.
 _generators: dict = {}
+_gpu_keys: dict = {}   # device -> how many times its generator was re-keyed
 _seed = None
 
 
 def manual_seed(seed: int) -> None:
-    """Seed every generator minillm uses (NumPy's, and CuPy's when it is available)."""
+    """Seed every generator minillm uses (NumPy's global one too, and CuPy's when available)."""
     global _seed
     _seed = int(seed)
     _generators.clear()
+    _gpu_keys.clear()
     np.random.seed(_seed % 2**32)
     if _cupy is not None:
         _cupy.random.seed(_seed)
+
+
+def _device_seed(device: str, key: int = 0):
+    base = _seed if _seed is not None else np.random.SeedSequence().entropy % 2**63
+    if device == "cpu":
+        return base
+    return np.random.SeedSequence([base, 1 + int(device.split(":")[1]), key]).generate_state(2)
 
 
 def generator(device: str = "cpu"):
     """The random Generator of ``device`` (``numpy.random.Generator`` or CuPy's)."""
     gen = _generators.get(device)
     if gen is None:
-        seed = _seed if _seed is not None else np.random.SeedSequence().entropy % 2**63
         if device == "cpu":
-            gen = np.random.default_rng(seed)
+            gen = np.random.default_rng(_device_seed(device))
         else:
             cupy = _load_cupy()
+            seed = int(_device_seed(device, _gpu_keys.get(device, 0))[0])
             with device_context(device):
                 gen = cupy.random.default_rng(seed)
         _generators[device] = gen
@@ -188,57 +204,28 @@ def generator(device: str = "cpu"):
 
 
 def get_rng_state() -> dict:
-    """The state of every generator, as JSON-friendly data (for checkpoints)."""
-    state = {"seed": _seed, "numpy_global": None, "generators": {}}
-    for device, gen in _generators.items():
+    """The state of every generator, as JSON-friendly data (for checkpoints). GPU generators are
+    re-keyed (see above), so their key is their state."""
+    state = {"seed": _seed, "generators": {}, "gpu_keys": {}}
+    for device, gen in list(_generators.items()):
         if device == "cpu":
             state["generators"][device] = gen.bit_generator.state
+        else:
+            _gpu_keys[device] = _gpu_keys.get(device, 0) + 1
+            del _generators[device]          # rebuilt from the new key on its next draw
+    state["gpu_keys"] = dict(_gpu_keys)
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what ``get_rng_state`` returned (CPU generators; GPU ones are reseeded)."""
+    """Restore what ``get_rng_state`` returned."""
     global _seed
     _seed = state.get("seed")
     _generators.clear()
+    _gpu_keys.clear()
+    _gpu_keys.update(state.get("gpu_keys", {}))
     for device, bg_state in state.get("generators", {}).items():
-        gen = generator(device)
-        gen.bit_generator.state = bg_state
-
-
-# ---------------------------------------------------------------- CPU threads for elementwise work
-# NumPy runs a ufunc on one core; BLAS and PyTorch use all of them. NumPy releases the GIL inside
-# ufuncs, so a fused kernel over a large array can split its rows between threads.
-_num_threads = None
-_pool = None
-
-
-def num_threads() -> int:
-    """Threads for fused elementwise kernels on CPU: $MINILLM_NUM_THREADS, else the cores (≤ 4)."""
-    global _num_threads
-    if _num_threads is None:
-        env = os.environ.get("MINILLM_NUM_THREADS", "").strip()
-        _num_threads = max(1, int(env)) if env else max(1, min(4, len(os.sched_getaffinity(0))
-                                                              if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-    return _num_threads
-
-
-def parallel_rows(kernel, n_rows: int, n_elements: int, min_elements: int = 1 << 17) -> None:
-    """Call ``kernel(rows)`` on slices that cover ``range(n_rows)``, in parallel threads when the
-    work is large enough (``n_elements`` ≥ ``min_elements``) to pay for the hand-off."""
-    global _pool
-    threads = num_threads()
-    if threads == 1 or n_rows < 2 or n_elements < min_elements:
-        kernel(slice(0, n_rows))
-        return
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minillm")
-    bounds = [n_rows * i // threads for i in range(threads + 1)]
-    futures = [_pool.submit(kernel, slice(a, b)) for a, b in zip(bounds[1:-1], bounds[2:])]
-    kernel(slice(bounds[0], bounds[1]))
-    for f in futures:
-        f.result()
+        generator(device).bit_generator.state = bg_state
 
 
 def scatter_add(out, index, values) -> None:
@@ -254,17 +241,11 @@ def scatter_add(out, index, values) -> None:
 
 
 def erf(x):
-    """The error function, elementwise, on either backend.
-
-    NumPy has no ``erf``: SciPy's ufunc is used when SciPy is installed, otherwise Python's
-    ``math.erf`` element by element (exact but slow; the tanh-approximate GELU avoids it).
-    """
+    """The error function, elementwise, on either backend: SciPy's ufunc on the CPU (SciPy is a
+    dependency for this: NumPy has none, and a Python-level loop over ``math.erf`` is ~9× slower),
+    CuPy's on the GPU. Keeps float32 as float32."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):
         import cupyx.scipy.special as cupy_special  # noqa: part of CuPy
         return cupy_special.erf(x)
-    try:
-        from scipy.special import erf as scipy_erf
-    except ImportError:
-        import math
-        return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+    from scipy.special import erf as scipy_erf
     return scipy_erf(x)

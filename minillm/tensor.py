@@ -143,6 +143,8 @@ class Tensor:
         return int(self.data.size)
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
     def numpy(self) -> np.ndarray:

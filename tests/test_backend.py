@@ -142,14 +142,14 @@ def test_library_source_never_imports_torch():
     assert not offenders, offenders
 
 
-def test_erf_and_its_fallback(monkeypatch):
-    x = np.linspace(-3, 3, 13)
+def test_erf_is_vectorized_and_accurate_in_both_precisions():
+    x = np.linspace(-6, 6, 1201)
     expected = np.array([math.erf(v) for v in x])
     np.testing.assert_allclose(backend.erf(x), expected, rtol=1e-14, atol=1e-15)
-    monkeypatch.setitem(sys.modules, "scipy.special", None)     # as if SciPy were not installed
     out = backend.erf(x.astype(np.float32))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    assert isinstance(np.add, type(__import__("scipy.special").special.erf))   # a ufunc, not a Python loop
     phi = 0.5 * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x]))
     np.testing.assert_allclose(F.gelu(mm.tensor(x)).numpy(), x * phi, rtol=1e-12)
 

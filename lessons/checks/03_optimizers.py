@@ -77,7 +77,7 @@ def exercise_3(fn):
             p = nn.Parameter(minillm.tensor(np.zeros_like(g), dtype=minillm.float64))
             p.grad = minillm.tensor(g.copy(), dtype=minillm.float64)
             params.append(p)
-        expected_total = optim.clip_grad_norm_(params, max_norm)
+        expected_total = float(optim.clip_grad_norm_(params, max_norm))
         assert abs(float(total) - expected_total) <= 1e-9 * expected_total, (
             f"the total norm should be {expected_total:.6f} (the square root of the sum of ALL squared entries "
             f"of ALL arrays), got {float(total):.6f}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
+from ..kernels.adam import cuda_adam_kernel
 from .optimizer import Optimizer
 
 
@@ -21,10 +22,12 @@ class Adam(Optimizer):
         θ ← θ − lr/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + ε)
 
     The last line is the bias-corrected update m̂/(√v̂ + ε) of the paper with ε added after the
-    correction of v, as PyTorch does; it is computed in the paper's equivalent form
-    θ ← θ − α·m/(√v̂ + ε̂). On CuPy (without amsgrad) the whole update is one fused kernel. State per parameter: ``step``, ``exp_avg``
-    (m), ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq``; arrays in the parameter's
-    dtype on its device.
+    correction of v, as PyTorch does. ``_update_as_in_the_paper`` is that algorithm line by line
+    (what runs when ``minillm.kernels`` is disabled); ``_update_in_place`` computes the same in
+    the paper's equivalent form θ ← θ − α·m/(√v̂ + ε̂) without temporaries, and on CuPy (without
+    amsgrad) the whole update is one fused kernel (``minillm/kernels/adam.py``). State per
+    parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
+    ``max_exp_avg_sq``; arrays in the parameter's dtype on its device.
     """
     _decoupled_weight_decay = False
 
@@ -59,76 +62,86 @@ class Adam(Optimizer):
             param, grad = p.data, p.grad.data
             xp = backend.get_array_module(param)
             state = self._param_state(p, group)
-            state["step"] = step = state["step"] + 1
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            # The bias corrections folded into the step size and ε, as in Section 2 of the paper:
-            # lr/(1 − β₁ᵗ) · m/(√v/√(1 − β₂ᵗ) + ε) = α·m/(√v + ε̂), α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ),
-            # ε̂ = ε·√(1 − β₂ᵗ): one pass over the arrays fewer.
-            bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
-            step_size = lr * bias_correction2_sqrt / (1.0 - beta1 ** step)
-            eps_hat = eps * bias_correction2_sqrt
-
-            if xp is not np and not amsgrad:  # on the GPU: the same update in one kernel
-                _fused_adam(xp)(grad, -1.0 if maximize else 1.0, 0.0 if decoupled else weight_decay,
-                                1.0 - lr * weight_decay if decoupled else 1.0, beta1, beta2, step_size, eps_hat,
-                                param, exp_avg, exp_avg_sq)
-                continue
-
-            if decoupled:
-                if weight_decay != 0:
-                    param *= 1.0 - lr * weight_decay                 # θ ← θ − lr·λ·θ
-                g = self._gradient(param, grad, 0.0, maximize, xp)
+            state["step"] = state["step"] + 1
+            hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled=decoupled,
+                         amsgrad=amsgrad, maximize=maximize)
+            if not kernels.is_enabled():
+                self._update_as_in_the_paper(param, grad, state, **hyper)
+            elif xp is not np and not amsgrad:
+                self._update_cuda(param, grad, state, **hyper)
             else:
-                g = self._gradient(param, grad, weight_decay, maximize, xp)  # g ← g + λ·θ
+                self._update_in_place(param, grad, state, xp, **hyper)
 
-            tmp = self._scratch(param)
-            exp_avg *= beta1                                         # m ← β₁·m + (1 − β₁)·g
-            exp_avg += xp.multiply(g, 1.0 - beta1, out=tmp)
-            exp_avg_sq *= beta2                                      # v ← β₂·v + (1 − β₂)·g²
-            xp.multiply(g, g, out=tmp)
-            tmp *= 1.0 - beta2
-            exp_avg_sq += tmp
-            if amsgrad:                                              # v̂ ← max(v̂, v)
-                v_hat = state.get("max_exp_avg_sq")
-                if v_hat is None:  # amsgrad switched on after the first step
-                    v_hat = state["max_exp_avg_sq"] = xp.zeros_like(param)
-                xp.maximum(v_hat, exp_avg_sq, out=v_hat)
-            else:
-                v_hat = exp_avg_sq
+    @staticmethod
+    def _update_as_in_the_paper(param, grad, state, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+                                maximize):
+        """Algorithm 1 of Kingma & Ba (with AdamW's decoupled decay, Algorithm 2 of Loshchilov &
+        Hutter), one line per equation; the arrays of ``state`` are updated in place."""
+        xp = backend.get_array_module(param)
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        g = -grad if maximize else grad
+        if decoupled:
+            param -= lr * weight_decay * param              # θ ← θ − lr·λ·θ
+        else:
+            g = g + weight_decay * param                    # g ← g + λ·θ
+        m[...] = beta1 * m + (1 - beta1) * g                # m ← β₁·m + (1 − β₁)·g
+        v[...] = beta2 * v + (1 - beta2) * g * g            # v ← β₂·v + (1 − β₂)·g²
+        if amsgrad:                                         # v ← max(v_max, v)
+            v_max = state.setdefault("max_exp_avg_sq", xp.zeros_like(param))
+            v_max[...] = xp.maximum(v_max, v)
+            v = v_max
+        m_hat = m / (1 - beta1 ** t)                        # m̂ ← m/(1 − β₁ᵗ)
+        v_hat = v / (1 - beta2 ** t)                        # v̂ ← v/(1 − β₂ᵗ)
+        param -= lr * m_hat / (xp.sqrt(v_hat) + eps)        # θ ← θ − lr·m̂/(√v̂ + ε)
 
-            denom = xp.sqrt(v_hat, out=tmp)                          # θ ← θ − α·m/(√v̂ + ε̂)
-            denom += eps_hat
-            update = xp.divide(exp_avg, denom, out=tmp)
-            update *= step_size
-            param -= update
+    def _update_in_place(self, param, grad, state, xp, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+                         maximize):
+        """The same update without temporaries (in place, in preallocated scratch buffers)."""
+        step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        # The bias corrections folded into the step size and ε, as in Section 2 of the paper:
+        # lr/(1 − β₁ᵗ) · m/(√v/√(1 − β₂ᵗ) + ε) = α·m/(√v + ε̂), α = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ),
+        # ε̂ = ε·√(1 − β₂ᵗ): one pass over the arrays fewer.
+        bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
+        step_size = lr * bias_correction2_sqrt / (1.0 - beta1 ** step)
+        eps_hat = eps * bias_correction2_sqrt
+        if decoupled:
+            if weight_decay != 0:
+                param *= 1.0 - lr * weight_decay                 # θ ← θ − lr·λ·θ
+            g = self._gradient(param, grad, 0.0, maximize, xp)
+        else:
+            g = self._gradient(param, grad, weight_decay, maximize, xp)  # g ← g + λ·θ
 
+        tmp = self._scratch(param)
+        exp_avg *= beta1                                         # m ← β₁·m + (1 − β₁)·g
+        exp_avg += xp.multiply(g, 1.0 - beta1, out=tmp)
+        exp_avg_sq *= beta2                                      # v ← β₂·v + (1 − β₂)·g²
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        exp_avg_sq += tmp
+        if amsgrad:                                              # v̂ ← max(v̂, v)
+            v_hat = state.get("max_exp_avg_sq")
+            if v_hat is None:  # amsgrad switched on after the first step
+                v_hat = state["max_exp_avg_sq"] = xp.zeros_like(param)
+            xp.maximum(v_hat, exp_avg_sq, out=v_hat)
+        else:
+            v_hat = exp_avg_sq
 
-_FUSED_ADAM = {}
+        denom = xp.sqrt(v_hat, out=tmp)                          # θ ← θ − α·m/(√v̂ + ε̂)
+        denom += eps_hat
+        update = xp.divide(exp_avg, denom, out=tmp)
+        update *= step_size
+        param -= update
 
-
-def _fused_adam(xp):
-    """The Adam/AdamW update (without amsgrad) as one CuPy elementwise kernel, in place on θ, m, v.
-
-    On the GPU each array operation is a kernel launch with Python overhead (~10 µs), so the
-    dozen operations above cost more in launches than in arithmetic for most of a GPT's
-    parameters; fused, a step of GPT-2 small's AdamW goes from ~21 ms to a few ms on an H100.
-    Same equations; ``sign`` is −1 for ``maximize``, ``l2`` is Adam's λ (0 for AdamW) and
-    ``decay`` AdamW's 1 − lr·λ (1 for Adam). ``xp`` is the module ``backend`` gave us (CuPy).
-    """
-    kernel = _FUSED_ADAM.get(xp)
-    if kernel is None:
-        kernel = _FUSED_ADAM[xp] = xp.ElementwiseKernel(
-            "T g, T sign, T l2, T decay, T beta1, T beta2, T step_size, T eps_hat",
-            "T p, T m, T v",
-            """
-            T grad = sign * g + l2 * p;                    // g ← ±g + λ·θ          (Adam)
-            p = p * decay;                                 // θ ← θ·(1 − lr·λ)      (AdamW)
-            m = beta1 * m + (1 - beta1) * grad;            // m ← β₁·m + (1 − β₁)·g
-            v = beta2 * v + (1 - beta2) * grad * grad;     // v ← β₂·v + (1 − β₂)·g²
-            p = p - step_size * m / (sqrt(v) + eps_hat);   // θ ← θ − α·m/(√v + ε̂)
-            """,
-            "minillm_fused_adam")
-    return kernel
+    @staticmethod
+    def _update_cuda(param, grad, state, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize):
+        """The same update as one CUDA kernel (see ``minillm/kernels/adam.py``)."""
+        step = state["step"]
+        bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
+        step_size = lr * bias_correction2_sqrt / (1.0 - beta1 ** step)
+        cuda_adam_kernel(backend.get_array_module(param))(
+            grad, -1.0 if maximize else 1.0, 0.0 if decoupled else weight_decay,
+            1.0 - lr * weight_decay if decoupled else 1.0, beta1, beta2, step_size, eps * bias_correction2_sqrt,
+            param, state["exp_avg"], state["exp_avg_sq"])
 
 
 class AdamW(Adam):
