@@ -92,7 +92,7 @@ def test_bert_mlm_loss_matches_forward_and_only_uses_chosen_positions():
     assert abs(full.item() - manual) < 1e-5
     # the gradient w.r.t. the logits is zero at every position that is not chosen
     logits = m(x)
-    (g,) = minillm.grad(F.cross_entropy(logits, minillm.tensor(y)), [logits])
+    (g,) = minillm.grad(F.cross_entropy(logits.reshape(-1, V), minillm.tensor(y).reshape(-1)), [logits])
     nonzero = np.abs(g.numpy()).sum(-1) > 0
     np.testing.assert_array_equal(nonzero, y != -100)
     assert m.mlm_loss(x, minillm.tensor(np.full((2, T), -100))).item() == 0.0
@@ -233,3 +233,51 @@ def test_classifier_gradcheck_float64():
     mask = right_padding([3, 5], 5)
     labels = minillm.tensor(np.array([0, 2]))
     assert gradcheck(lambda *p: clf(x, mask, labels)[1], [clf.head.bias, clf.backbone.ln_f.weight])
+
+
+def test_classifier_on_gpt_pools_gpt_hidden_states():
+    """The classifier asks the GPT for its hidden states (GPT.hidden_states), padding included."""
+    gpt = tiny("gpt", n_layer=2)
+    clf = SequenceClassifier(gpt, num_classes=3, pooling="last", dropout=0.0)
+    clf.eval()
+    x = ids((2, T))
+    mask = right_padding([4, T], T)
+    h = gpt.hidden_states(x, mask)
+    np.testing.assert_array_equal(backbone_hidden_states(gpt, x, mask).numpy(), h.numpy())
+    pooled = np.stack([h.numpy()[0, 3], h.numpy()[1, T - 1]])
+    expected = pooled @ clf.head.weight.numpy().T + clf.head.bias.numpy()
+    np.testing.assert_allclose(clf(x, mask).numpy(), expected, rtol=1e-5, atol=1e-6)
+    # causal: with right padding, the real positions read only real tokens
+    np.testing.assert_allclose(h.numpy()[0, :4], gpt.hidden_states(minillm.tensor(x.numpy()[:1, :4])).numpy()[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_keys_are_stable():
+    """Checkpoints depend on these names: sharing init/embedding code must not rename anything."""
+    block = {f"{m}.{p}" for m in ("attn.in_proj", "attn.out_proj", "ln_1", "ln_2", "mlp.fc", "mlp.proj")
+             for p in ("weight", "bias")}
+    gpt_keys = {f"blocks.0.{k}" for k in block} | {"ln_f.weight", "ln_f.bias", "wpe.weight", "wte.weight"}
+    assert set(tiny("gpt").state_dict()) == gpt_keys
+    assert set(tiny("bert").state_dict()) == gpt_keys | {"mlm_bias", "mlm_dense.weight", "mlm_dense.bias",
+                                                         "mlm_ln.weight", "mlm_ln.bias"}
+    cross = {f"{m}.{p}" for m in ("cross_attn.in_proj", "cross_attn.out_proj", "ln_cross") for p in ("weight", "bias")}
+    assert set(tiny("t5").state_dict()) == ({f"encoder.0.{k}" for k in block} | {f"decoder.0.{k}" for k in block | cross}
+                                            | {"enc_ln.weight", "enc_ln.bias", "dec_ln.weight", "dec_ln.bias",
+                                               "enc_wpe.weight", "dec_wpe.weight", "wte.weight"})
+
+
+def test_gpt2_init_scales_the_residual_projections():
+    from minillm.models.common import INIT_STD
+    minillm.manual_seed(0)
+    L, n = 4, 96
+    gpt = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=L, n_head=2, n_embd=n))
+    t5 = T5(T5Config(vocab_size=50, block_size=8, n_layer=L, n_head=2, n_embd=n))
+    for name, p in list(gpt.named_parameters()) + list(t5.named_parameters()):
+        w = p.numpy()
+        if name.endswith("bias"):
+            assert not w.any(), name
+        elif name.endswith(("out_proj.weight", "mlp.proj.weight")):
+            writes = 3 * L if name.startswith("decoder") else 2 * L
+            assert abs(w.std() / (INIT_STD / np.sqrt(writes)) - 1) < 0.1, name
+        elif w.ndim == 2:
+            assert abs(w.std() / INIT_STD - 1) < 0.1, name

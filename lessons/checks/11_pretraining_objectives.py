@@ -2,6 +2,7 @@
 unfinished stub raises NotImplementedError before any assertion."""
 import numpy as np
 
+from minillm.nn.functional import IGNORE_INDEX
 from minillm.objectives import random_spans_noise_mask, reconstruct, span_corruption
 
 
@@ -18,7 +19,8 @@ def exercise_1(fn):
     assert np.array_equal(ids, before), "do not modify ids in place: work on a copy"
     assert inputs.shape == ids.shape and labels.shape == ids.shape, "inputs and labels have the shape of ids"
     assert np.array_equal(labels[chosen], ids[chosen]), "labels hold the ORIGINAL id at every chosen position"
-    assert (labels[~chosen] == -100).all(), "labels are -100 (ignored by the loss) wherever nothing was chosen"
+    assert (labels[~chosen] == IGNORE_INDEX).all(), \
+        f"labels are {IGNORE_INDEX} (IGNORE_INDEX, ignored by the loss) wherever nothing was chosen"
     assert np.array_equal(inputs[~chosen], ids[~chosen]), "positions that were not chosen must stay unchanged"
     masked = np.mean(inputs[chosen] == mask_id)
     kept = np.mean(inputs[chosen] == ids[chosen])

@@ -1,12 +1,14 @@
 """Teacher's solutions for lesson 11 (pre-training objectives)."""
 import numpy as np
 
+from minillm.nn.functional import IGNORE_INDEX
+
 
 def exercise_1(ids, chosen, mask_id, vocab_size, rng):
     """BERT's 80/10/10 rule at the ``chosen`` positions (a boolean array shaped like ``ids``):
     80% become ``mask_id``, 10% a random id in ``[0, vocab_size)``, 10% stay. Returns
     ``(inputs, labels)``: a corrupted copy, and the original ids at the chosen positions with
-    -100 elsewhere (the loss ignores them)."""
+    ``IGNORE_INDEX`` (-100) elsewhere (the loss ignores them)."""
     ids = np.asarray(ids)
     chosen = np.asarray(chosen, dtype=bool)
     u = rng.random(ids.shape)
@@ -15,7 +17,7 @@ def exercise_1(ids, chosen, mask_id, vocab_size, rng):
     to_random = chosen & (u >= 0.8) & (u < 0.9)
     inputs[to_mask] = mask_id
     inputs[to_random] = rng.integers(0, vocab_size, size=int(to_random.sum()))
-    labels = np.where(chosen, ids, -100)
+    labels = np.where(chosen, ids, IGNORE_INDEX)
     return inputs, labels
 
 

@@ -24,7 +24,6 @@ real positions.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ from .. import backend, nn, ops
 from ..nn import functional as F
 from ..nn.functional import IGNORE_INDEX
 from ..tensor import Tensor
+from .common import embed, init_gpt2_weights, padding_mask_array
 
 __all__ = ["BERTConfig", "BERT"]
 
@@ -57,13 +57,6 @@ class BERTConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def _mask_array(mask):
-    """A padding mask as a boolean array (accepts a Tensor, an array or None)."""
-    if mask is None:
-        return None
-    return (mask.data if getattr(mask, "_is_tensor", False) else mask).astype(bool)
-
-
 class BERT(nn.Module):
     def __init__(self, config: BERTConfig, device=None):
         super().__init__()
@@ -83,28 +76,18 @@ class BERT(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        """GPT-2's init (as gpt.py): N(0, 0.02), zero biases, residual projections scaled by
-        1/√(2·n_layer). BERT itself uses N(0, 0.02) truncated at 2σ."""
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.ndim == 2:
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) \
-                    if name.endswith(("out_proj.weight", "mlp.proj.weight")) else 0.02
-                nn.init.normal_(p, 0.0, std)
+        """GPT-2's init (as gpt.py): N(0, 0.02²), zero biases, residual projections scaled by
+        1/√(2·n_layer). BERT itself uses N(0, 0.02²) truncated at 2σ."""
+        init_gpt2_weights(self, residual_writes=2 * self.config.n_layer)
 
     # ------------------------------------------------------------------ the encoder
     def encode(self, idx, padding_mask=None):
         """idx (B, T) int -> hidden states (B, T, n_embd) after the final LayerNorm.
         ``padding_mask`` (B, T): True at padding (those keys get no attention weight)."""
-        b, t = idx.shape
-        if t > self.config.block_size:
-            raise ValueError(f"BERT: sequence of length {t} is longer than block_size {self.config.block_size}")
-        mask = _mask_array(padding_mask)
-        if mask is not None and tuple(mask.shape) != (b, t):
-            raise ValueError(f"BERT: padding_mask has shape {tuple(mask.shape)}, expected {(b, t)}")
-        positions = backend.xp_of_device(self.wpe.weight.device).arange(t)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
+        mask = padding_mask_array(padding_mask)
+        if mask is not None and tuple(mask.shape) != tuple(idx.shape):
+            raise ValueError(f"BERT: padding_mask has shape {tuple(mask.shape)}, expected {tuple(idx.shape)}")
+        x = embed(idx, self.wte, self.wpe, self.drop, "BERT")
         for block in self.blocks:
             x = block(x, key_padding_mask=mask)
         return self.ln_f(x)
@@ -116,7 +99,7 @@ class BERT(nn.Module):
 
     def forward(self, idx, targets=None, padding_mask=None):
         """idx (B, T) -> MLM logits (B, T, V); with ``targets`` (B, T) (the original id at the
-        chosen positions, -100 elsewhere, as ``mask_tokens`` makes them) also the mean
+        chosen positions, ``IGNORE_INDEX`` elsewhere, as ``mask_tokens`` makes them) also the mean
         cross-entropy over the chosen positions."""
         logits = self.mlm_head(self.encode(idx, padding_mask))
         if targets is None:

@@ -13,47 +13,29 @@ Which hidden states:
 
 * ``BERT`` — ``encode(idx, padding_mask)``, bidirectional;
 * ``T5`` — ``encode(src, padding_mask)``, the encoder only (the decoder is kept but unused);
-* ``GPT`` — the states before its LM head, computed here from its own modules (``gpt.py``
-  stays untouched). They are causal: position t has read tokens ≤ t only, so ``pooling="last"``
-  (the last real token, which has read everything) is GPT's natural choice, and ``"first"``
-  sees a single token.
+* ``GPT`` — ``hidden_states(idx, padding_mask)``, the states before its LM head. They are
+  causal: position t has read tokens ≤ t only, so ``pooling="last"`` (the last real token, which
+  has read everything) is GPT's natural choice, and ``"first"`` sees a single token.
 """
 from __future__ import annotations
 
 from .. import backend, nn
 from ..nn import functional as F
 from ..tensor import Tensor
+from .common import INIT_STD, padding_mask_array
 
 __all__ = ["SequenceClassifier", "backbone_hidden_states", "POOLINGS"]
 
 POOLINGS = ("mean", "first", "last")
 
 
-def _mask_array(mask):
-    if mask is None:
-        return None
-    return (mask.data if getattr(mask, "_is_tensor", False) else mask).astype(bool)
-
-
-def _gpt_hidden_states(gpt, idx, padding_mask=None):
-    """GPT's forward up to (and including) the final LayerNorm, with a key padding mask."""
-    t = idx.shape[1]
-    if t > gpt.config.block_size:
-        raise ValueError(f"GPT: sequence of length {t} is longer than block_size {gpt.config.block_size}")
-    positions = backend.xp_of_device(gpt.wpe.weight.device).arange(t)
-    x = gpt.drop(gpt.wte(idx) + gpt.wpe(positions))
-    for block in gpt.blocks:
-        x = block(x, key_padding_mask=padding_mask)
-    return gpt.ln_f(x)
-
-
 def backbone_hidden_states(backbone, idx, padding_mask=None):
-    """Hidden states (B, T, E) of a GPT, a BERT or a T5 (its encoder), or of any module with an
-    ``encode(idx, padding_mask)`` method."""
+    """Hidden states (B, T, E) of idx (B, T): a BERT's or a T5's ``encode(idx, padding_mask)``
+    (T5: its encoder), a GPT's ``hidden_states(idx, padding_mask)``."""
     if hasattr(backbone, "encode"):
         return backbone.encode(idx, padding_mask)
-    if hasattr(backbone, "blocks") and hasattr(backbone, "wte") and hasattr(backbone, "ln_f"):
-        return _gpt_hidden_states(backbone, idx, padding_mask)
+    if hasattr(backbone, "hidden_states"):
+        return backbone.hidden_states(idx, padding_mask)
     raise TypeError(f"SequenceClassifier: do not know how to get hidden states from a {type(backbone).__name__}")
 
 
@@ -73,12 +55,12 @@ class SequenceClassifier(nn.Module):
         n_embd = backbone.config.n_embd
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(n_embd, num_classes, device=device if device is not None else backbone.wte.weight.device)
-        nn.init.normal_(self.head.weight, 0.0, 0.02)
+        nn.init.normal_(self.head.weight, 0.0, INIT_STD)
         nn.init.zeros_(self.head.bias)
 
     def pool(self, h, padding_mask=None):
         """(B, T, E) hidden states -> (B, E)."""
-        mask = _mask_array(padding_mask)
+        mask = padding_mask_array(padding_mask)
         b, t, _ = h.shape
         xp = backend.get_array_module(h.data)
         if self.pooling == "first":

@@ -4,19 +4,25 @@
                ─► n_layer × pre-LN TransformerBlock (causal self-attention, GELU MLP)
                ─► final LayerNorm ─► linear head tied to the token embedding ─► logits (B, T, V)
 
+``hidden_states(idx)`` is everything before the head (what a classifier pools);
+``generate`` samples with ``minillm/models/sampling.py``; the initialization and the embedding
+are shared with BERT and T5 (``minillm/models/common.py``).
+
 References: Radford et al. 2019 (GPT-2: pre-LN, weight tying, scaled residual init);
 Vaswani et al. 2017 (attention); Press & Wolf 2017 (tying the input and output embeddings).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
 from .. import backend, nn
 from ..nn import functional as F
 from ..tensor import Tensor, no_grad
+from .common import embed, init_gpt2_weights, padding_mask_array
+from .sampling import sample_next_token
 
 
 @dataclass
@@ -54,29 +60,24 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        """GPT-2 init: N(0, 0.02) for matrices and embeddings, zero biases, and the projections
+        """GPT-2 init: N(0, 0.02²) for matrices and embeddings, zero biases, and the projections
         that write into the residual stream scaled by 1/√(2·n_layer) (GPT-2 paper, §2.3)."""
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.ndim == 2:
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith(("out_proj.weight", "mlp.proj.weight")) \
-                    else 0.02
-                nn.init.normal_(p, 0.0, std)
+        init_gpt2_weights(self, residual_writes=2 * self.config.n_layer)
+
+    def hidden_states(self, idx, padding_mask=None):
+        """idx (B, T) int -> the hidden states (B, T, n_embd) after the final LayerNorm, before
+        the head. They are causal: position t has read tokens ≤ t only. ``padding_mask`` (B, T),
+        True at padding, keeps every position from attending to the padding."""
+        x = embed(idx, self.wte, self.wpe, self.drop, "GPT")
+        mask = padding_mask_array(padding_mask)
+        for block in self.blocks:
+            x = block(x, key_padding_mask=mask)
+        return self.ln_f(x)
 
     def forward(self, idx, targets=None):
         """idx (B, T) int -> logits (B, T, vocab_size); with targets (B, T) also the mean
-        cross-entropy loss (targets equal to -100 are ignored)."""
-        b, t = idx.shape
-        if t > self.config.block_size:
-            raise ValueError(f"GPT: sequence of length {t} is longer than block_size {self.config.block_size}; "
-                             "crop the context (generate() does this)")
-        positions = backend.xp_of_device(self.wpe.weight.device).arange(t)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
-        for block in self.blocks:
-            x = block(x)
-        x = self.ln_f(x)
-        logits = F.linear(x, self.wte.weight)    # weight tying: the head is the embedding matrix
+        cross-entropy loss (targets equal to ``F.IGNORE_INDEX`` are ignored)."""
+        logits = F.linear(self.hidden_states(idx), self.wte.weight)   # weight tying: the head is the embedding
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
@@ -88,7 +89,7 @@ class GPT(nn.Module):
         return n - self.wpe.weight.size if non_embedding else n
 
     @no_grad()
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
                  crop: bool = True):
         """Append ``max_new_tokens`` sampled tokens to idx (B, T) and return (B, T + new).
 
@@ -101,7 +102,6 @@ class GPT(nn.Module):
         self.eval()
         device = self.wte.weight.device
         xp = backend.xp_of_device(device)
-        gen = backend.generator(device)
         tokens = xp.asarray(idx.data if getattr(idx, "_is_tensor", False) else idx, dtype=np.int64)
         if tokens.ndim == 1:
             tokens = tokens[None]
@@ -112,17 +112,8 @@ class GPT(nn.Module):
                     raise ValueError(f"generate: context of {context.shape[1]} tokens exceeds block_size "
                                      f"{self.config.block_size} and crop=False")
                 context = context[:, -self.config.block_size:]
-            logits = self(Tensor(context)).data[:, -1, :].astype(np.float32) / temperature
-            if top_k is not None:
-                k = min(top_k, logits.shape[-1])
-                kth = xp.sort(logits, axis=-1)[:, -k][:, None]
-                logits = xp.where(logits < kth, -xp.inf, logits)
-            probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-            probs /= probs.sum(axis=-1, keepdims=True)
-            # inverse-CDF sampling, one uniform number per row
-            u = gen.random((probs.shape[0], 1), dtype=np.float32)
-            nxt = (xp.cumsum(probs, axis=-1) < u).sum(axis=-1, keepdims=True)
-            nxt = xp.minimum(nxt, probs.shape[-1] - 1).astype(np.int64)
-            tokens = xp.concatenate([tokens, nxt], axis=1)
+            logits = self(Tensor(context)).data[:, -1, :]
+            nxt = sample_next_token(logits, temperature, top_k, backend.generator(device))
+            tokens = xp.concatenate([tokens, nxt[:, None]], axis=1)
         self.train(was_training)
         return Tensor(tokens)

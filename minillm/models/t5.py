@@ -23,7 +23,6 @@ GPT-2 init (T5: RMSNorm without biases, ReLU, and the tied head scaled by 1/√E
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -33,6 +32,8 @@ from .. import backend, nn
 from ..nn import functional as F
 from ..nn.functional import IGNORE_INDEX
 from ..tensor import Tensor, no_grad
+from .common import embed, init_gpt2_weights, padding_mask_array
+from .sampling import sample_next_token
 
 __all__ = ["T5Config", "T5"]
 
@@ -63,12 +64,6 @@ class T5Config:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def _mask_array(mask):
-    if mask is None:
-        return None
-    return (mask.data if getattr(mask, "_is_tensor", False) else mask).astype(bool)
-
-
 class T5(nn.Module):
     def __init__(self, config: T5Config, device=None):
         super().__init__()
@@ -94,29 +89,15 @@ class T5(nn.Module):
         stream scaled by 1/√(number of such writes in that stack): 2 per encoder block
         (attention, MLP), 3 per decoder block (self-attention, cross-attention, MLP)."""
         writes = {"encoder": 2 * self.config.n_layer, "decoder": 3 * self.config.decoder_layers}
-        for name, p in self.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.ndim == 2:
-                std = 0.02
-                if name.endswith(("out_proj.weight", "mlp.proj.weight")):
-                    std /= math.sqrt(writes[name.split(".")[0]])
-                nn.init.normal_(p, 0.0, std)
-
-    def _embed(self, idx, wpe, what):
-        t = idx.shape[1]
-        if t > self.config.block_size:
-            raise ValueError(f"T5: {what} of length {t} is longer than block_size {self.config.block_size}")
-        positions = backend.xp_of_device(wpe.weight.device).arange(t)
-        return self.drop(self.wte(idx) + wpe(positions))
+        init_gpt2_weights(self, residual_writes=lambda name: writes[name.split(".")[0]])
 
     def encode(self, src, src_padding_mask=None):
         """src (B, S) -> the encoder's hidden states (B, S, E); ``src_padding_mask`` (B, S)
         is True at padding."""
-        mask = _mask_array(src_padding_mask)
+        mask = padding_mask_array(src_padding_mask)
         if mask is not None and tuple(mask.shape) != tuple(src.shape):
             raise ValueError(f"T5: src_padding_mask has shape {tuple(mask.shape)}, expected {tuple(src.shape)}")
-        x = self._embed(src, self.enc_wpe, "source")
+        x = embed(src, self.wte, self.enc_wpe, self.drop, "T5", "source")
         for block in self.encoder:
             x = block(x, key_padding_mask=mask)
         return self.enc_ln(x)
@@ -124,15 +105,15 @@ class T5(nn.Module):
     def decode(self, tgt_in, memory, src_padding_mask=None):
         """Decoder inputs (B, T) attending causally to themselves and to ``memory`` (B, S, E)
         -> logits (B, T, V)."""
-        mask = _mask_array(src_padding_mask)
-        x = self._embed(tgt_in, self.dec_wpe, "decoder input")
+        mask = padding_mask_array(src_padding_mask)
+        x = embed(tgt_in, self.wte, self.dec_wpe, self.drop, "T5", "decoder input")
         for block in self.decoder:
             x = block(x, context=memory, context_padding_mask=mask)
         return F.linear(self.dec_ln(x), self.wte.weight)    # tied head
 
     def forward(self, src, tgt_in, src_padding_mask=None, tgt_targets=None):
         """Logits (B, T, V) for decoder inputs ``tgt_in`` given the source; with ``tgt_targets``
-        (B, T) (-100 at padding) also the mean cross-entropy."""
+        (B, T) (``IGNORE_INDEX`` at padding) also the mean cross-entropy."""
         logits = self.decode(tgt_in, self.encode(src, src_padding_mask), src_padding_mask)
         if tgt_targets is None:
             return logits
@@ -157,11 +138,10 @@ class T5(nn.Module):
         self.eval()
         device = self.wte.weight.device
         xp = backend.xp_of_device(device)
-        gen = backend.generator(device)
         src_arr = xp.asarray(src.data if getattr(src, "_is_tensor", False) else src, dtype=np.int64)
         if src_arr.ndim == 1:
             src_arr = src_arr[None]
-        mask = _mask_array(src_padding_mask)
+        mask = padding_mask_array(src_padding_mask)
         if mask is not None:
             mask = xp.asarray(mask).reshape(src_arr.shape)
         memory = self.encode(Tensor(src_arr), mask)
@@ -170,20 +150,8 @@ class T5(nn.Module):
         done = xp.zeros(src_arr.shape[0], dtype=bool)
         steps = min(max_new_tokens, self.config.block_size - 1)
         for _ in range(steps):
-            logits = self.decode(Tensor(tokens), memory, mask).data[:, -1, :].astype(np.float32)
-            if temperature == 0:
-                nxt = logits.argmax(axis=-1)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    k = min(top_k, logits.shape[-1])
-                    kth = xp.sort(logits, axis=-1)[:, -k][:, None]
-                    logits = xp.where(logits < kth, -xp.inf, logits)
-                probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-                probs /= probs.sum(axis=-1, keepdims=True)
-                u = gen.random((probs.shape[0], 1), dtype=np.float32)
-                nxt = xp.minimum((xp.cumsum(probs, axis=-1) < u).sum(axis=-1), probs.shape[-1] - 1)
-            nxt = nxt.astype(np.int64)
+            logits = self.decode(Tensor(tokens), memory, mask).data[:, -1, :]
+            nxt = sample_next_token(logits, temperature, top_k, backend.generator(device))
             if eos_id is not None:
                 nxt = xp.where(done, eos_id, nxt)
                 done = done | (nxt == eos_id)

@@ -137,7 +137,7 @@ def _nll_and_accuracy(probs: np.ndarray, targets: np.ndarray, ignore_index: int)
 
 
 def evaluate_members(models, inputs, targets, loss_fn=None, combine: str = "mean_prob",
-                     ignore_index: int = -100) -> dict:
+                     ignore_index: int = F.IGNORE_INDEX) -> dict:
     """Each member's loss and accuracy on one batch, and the ensemble's.
 
     Args:
@@ -162,7 +162,9 @@ def evaluate_members(models, inputs, targets, loss_fn=None, combine: str = "mean
     models = list(models)
     if not models:
         raise ValueError("evaluate_members needs at least one model")
-    loss_fn = loss_fn or (lambda logits, y: F.cross_entropy(logits, y, ignore_index=ignore_index))
+    if loss_fn is None:   # classes on the last axis of the logits: flatten to (N, C) and (N,)
+        def loss_fn(logits, y):
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=ignore_index)
     target_tensor = targets if getattr(targets, "_is_tensor", False) else Tensor(np.asarray(targets))
     target_array = backend.to_numpy(target_tensor.data)
     args = _as_args(inputs)
