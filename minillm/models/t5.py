@@ -11,9 +11,9 @@
 Span corruption (Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified
 Text-to-Text Transformer", §3.1.4): random spans (15% of the tokens, mean length 3) are each
 replaced by one sentinel ``<extra_id_k>`` in the encoder input; the decoder must write the
-dropped spans, each after its sentinel. ``minillm.objectives.span_corruption_batch`` makes the
-batches; ``minillm.pretrain`` builds the decoder inputs (targets shifted right behind a start
-token, the pad id as in T5) and the loss mask.
+dropped spans, each after its sentinel. ``minillm/objectives/span_corruption.py`` makes the
+batches: the corrupted inputs, the decoder inputs (targets shifted right behind a start token, the
+pad id as in T5) and the targets with ``IGNORE_INDEX`` at padding.
 
 Simplifications: learned absolute position embeddings (T5 uses relative position biases
 shared across layers, bucketed by log-distance), GPT-2's pre-LN blocks with biases, GELU MLPs and

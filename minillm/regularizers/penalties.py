@@ -95,6 +95,16 @@ def param_groups(module: Module, weight_decay: float) -> list:
         #           {"params": no_decay, "weight_decay": 0.0}], lr=3e-4)
 
     Both groups are always present (one may be empty), in this order.
+
+    This is minillm's one weight-decay policy: every training loop (the trainer, ``pretrain``,
+    ``finetune``; see ``minillm.training_step.make_optimizer``) builds its optimizer from it.
+    Decayed: the weight matrices of ``Linear`` layers and attention projections. Not decayed:
+    biases, normalization weights and **embeddings** (token and position tables, a tied output
+    head included). The embedding exclusion is minGPT's (Karpathy's ``configure_optimizers``
+    puts ``torch.nn.Embedding`` weights in the no-decay group): an embedding row is a lookup,
+    not a linear map, and decay would shrink the rows of rare tokens, which get few gradients,
+    towards zero. (nanoGPT later decays every ≥ 2-D tensor, embeddings included; minillm keeps
+    minGPT's rule, the one the trainer's results in BENCHMARKS.md were measured with.)
     """
     decay, no_decay = [], []
     for _, attr, owner, p in _named_owned_parameters(module):
