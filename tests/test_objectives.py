@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm.objectives import (
-    causal_lm_batch,
+    OBJECTIVES,
+    causal_batch,
     mask_tokens,
     random_spans_noise_mask,
     reconstruct,
@@ -26,19 +27,14 @@ def _round_half_up(x):
 # --------------------------------------------------------------------------- causal LM
 
 
-def test_causal_lm_batch_shift():
-    ids = np.arange(24).reshape(3, 8)
-    x, y = causal_lm_batch(ids)
-    assert x.shape == y.shape == (3, 7)
-    np.testing.assert_array_equal(x, ids[:, :-1])
-    np.testing.assert_array_equal(y, ids[:, 1:])
-    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])  # target t is input t+1
-    x1, y1 = causal_lm_batch([5, 6, 7])
-    assert x1.tolist() == [5, 6] and y1.tolist() == [6, 7]
-    x[0, 0] = 99
-    assert ids[0, 0] == 0  # copies, not views
-    with pytest.raises(ValueError):
-        causal_lm_batch([1])
+def test_causal_batch_shift():
+    from types import SimpleNamespace
+    data = np.arange(100)
+    x, y = causal_batch(data, SimpleNamespace(batch_size=3, block_size=8), np.random.default_rng(0))
+    assert x.shape == y.shape == (3, 8) and x.dtype == y.dtype == np.int64
+    np.testing.assert_array_equal(y, x + 1)             # target t is the token after input t
+    np.testing.assert_array_equal(y[:, :-1], x[:, 1:])
+    assert OBJECTIVES["causal"].get_batch is causal_batch
 
 
 # --------------------------------------------------------------------------- BERT masking

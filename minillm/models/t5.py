@@ -85,7 +85,7 @@ class T5(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        """GPT-2's init: N(0, 0.02), zero biases, and the projections that write into a residual
+        """GPT-2's init: N(0, 0.02²), zero biases, and the projections that write into a residual
         stream scaled by 1/√(number of such writes in that stack): 2 per encoder block
         (attention, MLP), 3 per decoder block (self-attention, cross-attention, MLP)."""
         writes = {"encoder": 2 * self.config.n_layer, "decoder": 3 * self.config.decoder_layers}

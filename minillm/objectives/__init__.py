@@ -16,7 +16,7 @@ The trainer (``minillm train --objective causal|mlm|span``) and :func:`minillm.p
 both take their batches and losses from here.
 """
 from .base import OBJECTIVES, Objective, as_generator, register_objective
-from .causal import CAUSAL, causal_batch, causal_lm_batch, causal_loss
+from .causal import CAUSAL, causal_batch, causal_loss
 from .masked_lm import MASKED_LM, make_mlm_batch, mask_tokens, mlm_batch, mlm_loss
 from .span_corruption import (SPAN_CORRUPTION, make_span_batch, random_spans_noise_mask, reconstruct, span_batch,
                               span_corruption, span_corruption_batch, span_loss)
@@ -31,7 +31,7 @@ __all__ = [
     # the registry
     "Objective", "OBJECTIVES", "register_objective", "as_generator",
     # causal LM
-    "CAUSAL", "causal_lm_batch", "causal_batch", "causal_loss",
+    "CAUSAL", "causal_batch", "causal_loss",
     # masked LM
     "MASKED_LM", "mask_tokens", "make_mlm_batch", "mlm_batch", "mlm_loss",
     # span corruption

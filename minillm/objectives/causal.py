@@ -12,17 +12,7 @@ import numpy as np
 
 from .base import Objective
 
-__all__ = ["causal_lm_batch", "causal_batch", "causal_loss", "CAUSAL"]
-
-
-def causal_lm_batch(ids) -> Tuple[np.ndarray, np.ndarray]:
-    """Next-token prediction on given ids: ``inputs = ids[..., :-1]``, ``targets = ids[..., 1:]``
-    (the model reading ``ids[..., :t+1]`` must predict ``ids[..., t+1]``). Works on any leading
-    shape; returns contiguous copies."""
-    ids = np.asarray(ids)
-    if ids.ndim == 0 or ids.shape[-1] < 2:
-        raise ValueError(f"need at least 2 tokens along the last axis, got shape {ids.shape}")
-    return np.ascontiguousarray(ids[..., :-1]), np.ascontiguousarray(ids[..., 1:])
+__all__ = ["causal_batch", "causal_loss", "CAUSAL"]
 
 
 def causal_batch(data, config, rng, tokenizer=None) -> Tuple[np.ndarray, np.ndarray]:
