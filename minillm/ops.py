@@ -600,9 +600,10 @@ def sum(x, dim=None, keepdim=False):  # noqa: A001 (PyTorch name)
 
 
 def mean(x, dim=None, keepdim=False):
+    """Mean over ``dim`` (all dims if None); the mean of no elements is nan, as in PyTorch."""
     dims = _dims(dim, x.ndim)
     count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
-    return sum(x, dim, keepdim) * (1.0 / count)
+    return sum(x, dim, keepdim) * (1.0 / count if count else float("nan"))
 
 
 def var(x, dim=None, keepdim=False, correction=1, unbiased=None):

@@ -216,7 +216,7 @@ FUNCTIONAL_CASES = {
         (mk(3, 3),)),
     "cross_entropy_NCd": lambda mk: (
         lambda x: F.cross_entropy(x, _ce_targets(mk, [0, 2], [1, 1])), (mk(2, 3, 2),)),
-    "cross_entropy_NCd": lambda mk: (   # PyTorch's layout: the class dim is dim 1
+    "cross_entropy_NCd_ignore": lambda mk: (   # PyTorch's layout: the class dim is dim 1
         lambda x: F.cross_entropy(x, _ce_targets(mk, [0, 3], [2, -100], [1, 1])), (mk(3, 4, 2),)),
     "nll_loss": lambda mk: (lambda x: F.nll_loss(x, _ce_targets(mk, 0, 2, 1)), (mk(3, 4),)),
     "nll_loss_ignore_sum": lambda mk: (
