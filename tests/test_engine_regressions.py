@@ -178,3 +178,24 @@ def test_cpu_rng_state_round_trips_and_gpu_keys_are_recorded():
     assert state["gpu_keys"] == {}
     backend.set_rng_state({"seed": 5, "generators": {}, "gpu_keys": {"cuda:0": 3}})
     assert backend._gpu_keys == {"cuda:0": 3}
+
+
+# ------------------------------------------------------------ misuse gets a message, not a traceback deep inside
+@pytest.mark.parametrize("args", [(0, 3), (-1, 3), (3, 0), (2.5, 3), (True, 3)])
+def test_linear_refuses_sizes_that_are_not_positive_integers(args):
+    with pytest.raises(ValueError, match="Linear: (in|out)_features must be a positive integer"):
+        nn.Linear(*args)
+    with pytest.raises(ValueError, match="Embedding: .* must be a positive integer"):
+        nn.Embedding(*args)
+
+
+def test_load_state_dict_refuses_integer_and_non_finite_values():
+    layer = nn.Linear(2, 2)
+    state = {k: v.numpy() for k, v in layer.state_dict().items()}
+    with pytest.raises(TypeError, match="'weight' holds int64 values"):
+        layer.load_state_dict({**state, "weight": np.ones((2, 2), dtype=np.int64)})
+    bad = state["bias"].copy()
+    bad[1] = np.nan
+    with pytest.raises(ValueError, match="'bias' holds NaN or infinite values"):
+        layer.load_state_dict({**state, "bias": bad})
+    layer.load_state_dict(state)      # the intact state still loads

@@ -12,6 +12,13 @@ from . import functional as F
 from .module import Module, ModuleList, Parameter
 
 
+def _check_sizes(layer: str, **sizes) -> None:
+    """Refuse sizes that are not positive integers, naming the layer and the argument."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+
+
 def _uniform(shape, bound, device=None):
     gen = backend.generator(backend.normalize_device(device))
     return (gen.random(shape, dtype=np.float32) * (2 * bound) - bound).astype(np.float32)
@@ -27,6 +34,7 @@ class Linear(Module):
     (..., in_features) -> (..., out_features). Initialized U(−1/√in, 1/√in) as PyTorch."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None):
+        _check_sizes("Linear", in_features=in_features, out_features=out_features)
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
@@ -45,6 +53,7 @@ class Embedding(Module):
     (..., embedding_dim). Initialized N(0, 1) as PyTorch."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device=None):
+        _check_sizes("Embedding", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = Parameter(ops.randn(num_embeddings, embedding_dim, device=device))

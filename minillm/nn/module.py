@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
 from .. import backend
 from ..tensor import Tensor, _as_array
 
@@ -181,7 +183,8 @@ class Module:
         """Copy values from ``state_dict`` (tensors or arrays) into this module, in place.
 
         With ``strict`` every key must match: missing or unexpected keys raise KeyError listing
-        them. A shape mismatch always raises ValueError naming the key and both shapes.
+        them. A shape mismatch always raises ValueError naming the key and both shapes; integer
+        values for a floating-point parameter raise TypeError, NaN or infinite ones ValueError.
         Returns ``(missing_keys, unexpected_keys)``.
         """
         own = OrderedDict(list(self.named_parameters()) + list(self.named_buffers()))
@@ -198,6 +201,12 @@ class Module:
             if tuple(value.shape) != target.shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {tuple(value.shape)} in the state "
                                  f"dict but {target.shape} in the model")
+            kind = np.dtype(value.dtype).kind
+            if target.dtype.kind == "f" and kind != "f":
+                raise TypeError(f"load_state_dict: {name!r} holds {np.dtype(value.dtype)} values in the state dict "
+                                f"but the model's {name!r} is {target.dtype}: a floating-point array is needed")
+            if kind == "f" and not bool(backend.get_array_module(value).isfinite(value).all()):
+                raise ValueError(f"load_state_dict: {name!r} holds NaN or infinite values")
             array = backend.to_device(value, target.device).astype(target.dtype, copy=False)
             target.data[...] = array
         return missing, unexpected
