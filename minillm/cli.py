@@ -67,7 +67,8 @@ def _aliases(flag):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import OBJECTIVES, preset_names
+    from .objectives import OBJECTIVES
+    from .train_config import preset_names
     parser = argparse.ArgumentParser(prog="minillm", description="Train and sample small GPTs with minillm.")
     sub = parser.add_subparsers(dest="command", metavar="{train,sample,grow}")
     sub.required = True
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config_from_args(args):
     """The TrainConfig of ``minillm train`` arguments (see the module docstring for the order)."""
-    from .train import TrainConfig, find_checkpoint, load_preset
+    from .train import find_checkpoint
+    from .train_config import TrainConfig, load_preset
     from .checkpoint import load_checkpoint
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     preset = getattr(args, "config", None)
@@ -163,7 +165,8 @@ def _train(args) -> int:
 
 def _sample(args) -> int:
     from pathlib import Path
-    from .train import find_checkpoint, generate_text, load_for_sampling
+    from .text_generation import generate_text, load_for_sampling
+    from .train import find_checkpoint
     if args.checkpoint in ("best", "last"):
         path = find_checkpoint(args.out_dir, args.checkpoint)
     else:

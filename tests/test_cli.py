@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from minillm.cli import build_parser, main, train_config_from_args
-from minillm.train import TrainConfig, load_preset, preset_names
+from minillm.train_config import TrainConfig, load_preset, preset_names
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
         "--eval-iters", "2", "--eval-interval", "3", "--sample-tokens", "10", "--warmup-iters", "1"]

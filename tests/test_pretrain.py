@@ -148,7 +148,8 @@ def test_trainer_objectives_mlm_and_span(tmp_path, monkeypatch, objective, model
     tokens, trains, checkpoints and resumes."""
     from minillm.checkpoint import load_checkpoint
     from minillm.objectives import OBJECTIVES
-    from minillm.train import TrainConfig, Trainer
+    from minillm.train import Trainer
+    from minillm.train_config import TrainConfig
     monkeypatch.setenv("MINILLM_CACHE_DIR", str(tmp_path / "cache"))
     assert {"causal", "mlm", "span"} <= set(OBJECTIVES)
     corpus = tmp_path / "corpus.txt"

@@ -8,7 +8,8 @@ import pytest
 import minillm
 from minillm.checkpoint import load_checkpoint
 from minillm.objectives import OBJECTIVES, Objective, register_objective
-from minillm.train import ConfigError, TrainConfig, Trainer, TrainingDivergedError, get_lr
+from minillm.train import Trainer, TrainingDivergedError, get_lr
+from minillm.train_config import ConfigError, TrainConfig
 
 
 @pytest.fixture(autouse=True)

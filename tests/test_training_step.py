@@ -78,7 +78,8 @@ def test_every_training_loop_uses_the_one_weight_decay_policy(tmp_path, monkeypa
     from minillm import pretrain as P
     from minillm.finetune import finetune
     from minillm.regularizers import penalties
-    from minillm.train import TrainConfig, Trainer
+    from minillm.train import Trainer
+    from minillm.train_config import TrainConfig
     calls = []
     real = penalties.param_groups
 
