@@ -290,3 +290,19 @@ def test_grow_cli_writes_a_checkpoint_that_train_continues(tmp_path):
                     train_config={"objective": "mlm"})
     r = run_cli("grow", "--init-from", "bert", "--n-layer", "2", "--out-dir", "x", cwd=tmp_path)
     assert r.returncode == 1 and "not a GPT checkpoint" in r.stderr
+
+
+def test_grow_and_ligo_keep_the_device(device):
+    backend.manual_seed(0)
+    small = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=1, n_head=2, n_embd=8))
+    small.to(device)
+    x = Tensor(backend.to_device(np.random.default_rng(0).integers(0, V, (2, T)), device))
+    big = grow(small, n_layer=2, n_embd=16)
+    assert all(p.device == small.wte.weight.device for p in big.parameters())
+    np.testing.assert_allclose(backend.to_numpy(logits(big, x)), backend.to_numpy(logits(small, x)), atol=1e-5)
+    ligo = LiGO(small, big.config)
+    plain = ligo.materialize()
+    assert all(p.device == small.wte.weight.device for p in plain.parameters())
+    ligo.eval()
+    with no_grad():
+        np.testing.assert_allclose(backend.to_numpy(ligo(x).data), backend.to_numpy(logits(plain, x)), atol=1e-5)
