@@ -3,6 +3,9 @@
     python benchmarks/growth.py            # the full run (2 seeds; 15-40 min on 2 shared CPU cores)
     python benchmarks/growth.py --quick    # a smoke run (~1 min; writes *_quick.*)
 
+Run it with one BLAS thread on a shared machine (OPENBLAS_NUM_THREADS=1 MINILLM_NUM_THREADS=1):
+with other jobs on the cores, threaded kernels oversubscribe them and run ~8× slower.
+
 A char-level GPT on tiny Shakespeare (``../shared/data/tinyshakespeare.txt`` from the repo root,
 or ``--data``). For each seed:
 
@@ -69,15 +72,15 @@ def parse_args(argv=None):
     p.add_argument("--small", default="2,64,4", help="n_layer,n_embd,n_head of the small model")
     p.add_argument("--large", default="4,128,4", help="n_layer,n_embd,n_head of the large model")
     p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--small-steps", type=int, default=300)
-    p.add_argument("--large-steps", type=int, default=400)
+    p.add_argument("--small-steps", type=int, default=250)
+    p.add_argument("--large-steps", type=int, default=300)
     p.add_argument("--ligo-steps", type=int, default=100)
     p.add_argument("--ligo-lr", type=float, default=1e-3)
     p.add_argument("--eval-interval", type=int, default=25)
-    p.add_argument("--eval-batches", type=int, default=6)
+    p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(HERE / "results" / "growth"), help="output path without extension")
