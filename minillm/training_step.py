@@ -6,9 +6,10 @@ the same, and lives here:
 
     lr = lr_schedule(iteration)            every parameter group gets it
     loss = loss_fn(*batch)                 forward
-    stop if the loss is NaN or infinite    (TrainingDivergedError, naming the iteration)
     optimizer.zero_grad(); loss.backward()
-    clip the gradient norm to grad_clip    stop if the norm is NaN or infinite
+    clip the gradient norm to grad_clip
+    stop if the loss or the norm is NaN or infinite (TrainingDivergedError, naming the iteration;
+    the weights are untouched)
     optimizer.step()
 
 ``make_optimizer`` builds the AdamW every loop uses, with one weight-decay policy
@@ -98,23 +99,28 @@ class TrainingStep:
         self.lr_schedule, self.grad_clip = lr_schedule, grad_clip
 
     def __call__(self, iteration: int, batch: Sequence) -> StepResult:
+        from . import backend
         from .nn.utils import clip_grad_norm_
         lr = self.lr_schedule(iteration)
         set_lr(self.optimizer, lr)
         loss = self.loss_fn(*batch)
-        loss_value = float(loss.item())
-        if not math.isfinite(loss_value):
-            raise TrainingDivergedError("the training loss", loss_value, iteration, lr)
         self.optimizer.zero_grad()
         loss.backward()
-        norm = None
-        if self.grad_clip > 0:
-            total = clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            norm = float(total.item() if hasattr(total, "item") else total)
-            if not math.isfinite(norm):
-                raise TrainingDivergedError("the gradient norm", norm, iteration, lr)
+        norm = clip_grad_norm_(self.model.parameters(), self.grad_clip) if self.grad_clip > 0 else None
+        # One read-back per step, after the forward and backward are queued (on a GPU, reading a
+        # value waits for every kernel before it): the loss and the norm together.
+        xp = backend.get_array_module(loss.data)
+        values = [loss.data.reshape(()).astype(np.float64)]
+        if norm is not None:
+            values.append(xp.asarray(norm.data).reshape(()).astype(np.float64))
+        host = backend.to_numpy(xp.stack(values))
+        loss_value, norm_value = float(host[0]), (float(host[1]) if norm is not None else None)
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError("the training loss", loss_value, iteration, lr)
+        if norm_value is not None and not math.isfinite(norm_value):
+            raise TrainingDivergedError("the gradient norm", norm_value, iteration, lr)
         self.optimizer.step()
-        return StepResult(loss_value, lr, norm)
+        return StepResult(loss_value, lr, norm_value)
 
 
 def estimate_loss(model, loss_fn: Callable, make_batch: Callable[[], Sequence], num_batches: int) -> float:

@@ -149,7 +149,7 @@ def embedding(input, weight):
     return ops.getitem(weight, idx)
 
 
-def _check_class_range(op, idx, n, what, ignore_index=None):
+def _check_class_range(op, idx, n, what, ignore_index=None, item="index"):
     """Raise IndexError if an entry of ``idx`` (other than ``ignore_index``) is outside [0, n).
 
     Only on the CPU: on the GPU reading the answer back would stall the training step on a
@@ -161,7 +161,7 @@ def _check_class_range(op, idx, n, what, ignore_index=None):
     if ignore_index is not None:
         bad &= idx != ignore_index
     if bad.any():
-        raise IndexError(f"{op}: index {int(idx[bad].flat[0])} is out of range for {n} {what}")
+        raise IndexError(f"{op}: {item} {int(idx[bad].flat[0])} is out of range for {n} {what}")
 
 
 def dropout(input, p: float = 0.5, training: bool = True):
@@ -286,7 +286,7 @@ def cross_entropy(input, target, ignore_index: int = IGNORE_INDEX, reduction: st
     if logits.ndim > 2:  # (N, C, d1, ...) -> (N·d1·..., C)
         logits = ops.permute(logits, (0,) + tuple(range(2, logits.ndim)) + (1,)).reshape(-1, c)
     flat_target = tgt.reshape(-1)
-    _check_class_range("cross_entropy", flat_target, c, "classes", ignore_index)
+    _check_class_range("cross_entropy", flat_target, c, "classes", ignore_index, item="target value")
     if kernels.is_enabled():
         loss = kernels.CrossEntropy.apply(logits, flat_target, ignore_index=ignore_index,
                                           label_smoothing=label_smoothing, reference=_cross_entropy_formula)
