@@ -2,7 +2,7 @@
 
 Read it in this order: ``backend.py`` (NumPy or CuPy), ``tensor.py`` (Tensor, Function and the
 backward pass), ``ops.py`` (every op with its derivative), ``gradcheck.py``, then ``nn/`` and
-``optim/``.
+``optim/``; ``kernels/`` holds the fused versions of a few hot ops, behind one switch.
 """
 from .backend import (DeviceError, default_device, get_array_module, is_cuda_available, manual_seed,
                       set_default_device, to_numpy)
@@ -14,6 +14,7 @@ from .ops import (abs, arange, argmax, broadcast_to, cat, chunk, clamp, clip, co
                   relu, reshape, sigmoid, softmax, split, sqrt, squeeze, stack, sum, tanh, transpose,
                   tril, tril_mask, triu, triu_mask, unsqueeze, var, where, zeros, zeros_like)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from . import kernels  # noqa: E402
 from . import nn  # noqa: E402
 from . import optim  # noqa: E402
 from . import regularizers  # noqa: E402
