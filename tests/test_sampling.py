@@ -75,3 +75,15 @@ def test_temperature_zero_is_greedy_and_top_k_keeps_ties():
     assert np.isfinite(kept[1, :2]).all() and np.isinf(kept[1, 2])   # both tied maxima stay
     with pytest.raises(ValueError, match="temperature"):
         sample_next_token(logits, -1.0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.5, float("inf")])
+def test_temperature_must_be_finite_and_non_negative(bad):
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        sample_next_token(np.zeros((1, 5)), temperature=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5])
+def test_top_k_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        sample_next_token(np.zeros((1, 5)), top_k=bad)

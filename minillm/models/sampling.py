@@ -22,6 +22,8 @@ __all__ = ["top_k_logits", "sample_next_token"]
 def top_k_logits(logits, k: int):
     """``logits`` (B, V) with every entry below the row's k-th largest set to -inf (ties with
     the k-th are kept)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {k!r}")
     xp = backend.get_array_module(logits)
     k = min(k, logits.shape[-1])
     kth = xp.sort(logits, axis=-1)[:, -k][:, None]
@@ -35,12 +37,12 @@ def sample_next_token(logits, temperature: float = 1.0, top_k: Optional[int] = N
     ``top_k`` keeps the k likeliest tokens of each row. ``generator``: the random generator to
     draw from (``minillm.backend.generator(device)``; by default the logits' device's).
     """
+    if not 0 <= temperature < float("inf"):   # also refuses nan
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     xp = backend.get_array_module(logits)
     logits = xp.asarray(logits, dtype=np.float64)
     if temperature == 0:
         return logits.argmax(axis=-1).astype(np.int64)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
     logits = logits / temperature
     if top_k is not None:
         logits = top_k_logits(logits, top_k)
