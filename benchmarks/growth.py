@@ -85,6 +85,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(HERE / "results" / "growth"), help="output path without extension")
     p.add_argument("--report-only", action="store_true", help="re-render OUT.md and OUT.png from OUT.json")
+    p.add_argument("--variant", nargs=2, action="append", default=[], metavar=("TITLE", "JSON"),
+                   help="with --report-only: append the table of another run's results")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds[:1]
@@ -241,66 +243,91 @@ def _stat(rows, key, scale=1.0):
     return float(np.mean(vals)), float(max(vals) - min(vals))
 
 
-def results_markdown(results: dict) -> str:
+def _table(results: dict, an: dict) -> list:
+    cfg = results["config"]
+    lines = ["| arm | val at start | large-model steps to target | GFLOPs to target (operator incl.) | saving (FLOPs) "
+             "| saving (FLOPs, small's training counted) | wall s to target (small incl.) | saving (wall, small incl.) "
+             "| FLOPs saving claimed? |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda m: f"{m[0]:.1f} ± {m[1]:.1f}"  # noqa: E731
+    for arm, rows in an["table"].items():
+        if any(r is None for r in rows):
+            lines.append(f"| {arm} | | not reached in {cfg['large_steps']} steps (some seed) | | | | | | no |")
+            continue
+        st, steps, gf = _stat(rows, "start_val"), _stat(rows, "steps"), _stat(rows, "flops", 1e-9)
+        sf, sfa = _stat(rows, "save_flops", 100), _stat(rows, "save_flops_all", 100)
+        ws, swa = _stat(rows, "seconds_all"), _stat(rows, "save_secs_all", 100)
+        if arm == "scratch":
+            claimed = "—"
+        elif sfa[0] > sfa[1] and sfa[0] > 0:
+            claimed = "yes, both ways"
+        elif sf[0] > sf[1] and sf[0] > 0:
+            claimed = "only without the small model"
+        else:
+            claimed = "no"
+        lines.append(f"| {arm} | {st[0]:.3f} | {steps[0]:.0f} ± {steps[1]:.0f} | {gf[0]:.0f} ± {gf[1]:.0f} | "
+                     f"{fmt(sf)}% | {fmt(sfa)}% | {ws[0]:.0f} ± {ws[1]:.0f} | {fmt(swa)}% | {claimed} |")
+    return lines
+
+
+def results_markdown(results: dict, variants=()) -> str:
+    """The report; ``variants``: (title, results) of extra runs whose tables are appended."""
     an = analyse(results)
     cfg = results["config"]
     s, l = results["small_config"], results["large_config"]
     lines = [
         "# Model growth on tiny Shakespeare (char GPT)",
         "",
+        "`python benchmarks/growth.py` (with `OPENBLAS_NUM_THREADS=1 MINILLM_NUM_THREADS=1`). "
         f"Small {s['n_layer']} layers × {s['n_embd']} ({s['n_head']} heads) trained {cfg['small_steps']} steps, grown to "
         f"{l['n_layer']} × {l['n_embd']} ({l['n_head']} heads) and trained {cfg['large_steps']} steps; batch "
         f"{cfg['batch_size']} × {cfg['block_size']} tokens, AdamW lr {cfg['lr']} (linear warmup {cfg['warmup']} steps, "
         f"then constant, for every model), weight decay 0.1, clip 1.0; LiGO operator {cfg['ligo_steps']} steps at lr "
         f"{cfg['ligo_lr']}. Validation: the same {cfg['eval_batches']} batches for every arm, every "
-        f"{cfg['eval_interval']} steps. Seeds {cfg['seeds']}; {results['machine']}; total run {results['total_seconds'] / 60:.1f} min.",
+        f"{cfg['eval_interval']} steps. Seeds {cfg['seeds']}; {results['machine']}, shared with other jobs; "
+        f"total run {results['total_seconds'] / 60:.1f} min.",
         "",
         f"**Target val loss {an['target']:.4f}** (the highest final val loss among the scratch runs). "
         "FLOPs: training matrix products, `minillm.growth.flops_per_step` (6·N + attention per token); LiGO's "
-        "operator steps counted with `LiGO.flops_per_step`. Mean over seeds ± spread (max − min); "
-        "a saving is *claimed* only where the mean exceeds the spread.",
+        "operator steps counted with `LiGO.flops_per_step` in every LiGO column. Mean over seeds ± spread "
+        "(max − min); a saving is *claimed* only where the mean exceeds the spread. Wall times are "
+        "reported but not claimed: the 2 cores were shared with other jobs whose load changed during the run.",
         "",
-        "| arm | val at start | steps to target | GFLOPs to target | saving (FLOPs) | saving (FLOPs, small's training counted) "
-        "| wall s to target | saving (wall, small counted) | claimed? |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for arm, rows in an["table"].items():
-        if any(r is None for r in rows):
-            lines.append(f"| {arm} | | not reached in {cfg['large_steps']} steps (some seed) | | | | | | no |")
-            continue
-        st = _stat(rows, "start_val")
-        steps = _stat(rows, "steps")
-        gf = _stat(rows, "flops", 1e-9)
-        sf = _stat(rows, "save_flops", 100)
-        sfa = _stat(rows, "save_flops_all", 100)
-        ws = _stat(rows, "seconds_all")
-        swa = _stat(rows, "save_secs_all", 100)
-        if arm == "scratch":
-            claimed = "—"
-        else:
-            claimed = "yes" if sfa[0] > sfa[1] and sfa[0] > 0 else ("yes (without the small model)"
-                                                                   if sf[0] > sf[1] and sf[0] > 0 else "no")
-        fmt = lambda m: f"{m[0]:.1f} ± {m[1]:.1f}"  # noqa: E731
-        lines.append(f"| {arm} | {st[0]:.3f} | {steps[0]:.0f} ± {steps[1]:.0f} | {gf[0]:.0f} ± {gf[1]:.0f} | "
-                     f"{fmt(sf)}% | {fmt(sfa)}% | {ws[0]:.0f} ± {ws[1]:.0f} | {fmt(swa)}% | {claimed} |")
+    ] + _table(results, an)
     lines += ["", "Per seed (FLOPs saving without / with the small model's training):", ""]
     for arm, rows in an["table"].items():
         if arm == "scratch":
             continue
         parts = [("not reached" if r is None else f"{100 * r['save_flops']:.1f}% / {100 * r['save_flops_all']:.1f}%")
                  for r in rows]
-        lines.append(f"- {arm}: " + "; ".join(f"seed {s['seed']}: {p}" for s, p in zip(results["seeds"], parts)))
+        lines.append(f"- {arm}: " + "; ".join(f"seed {s_['seed']}: {p}" for s_, p in zip(results["seeds"], parts)))
     sm = results["seeds"][0]["small"]
-    lines += ["", f"The small model's training: {sm['flops'] / 1e9:.0f} GFLOPs, "
-                  f"{np.mean([s['small']['seconds'] for s in results['seeds']]):.0f} s (seed mean); final val "
-                  f"{np.mean([s['small']['curve'][-1][1] for s in results['seeds']]):.4f}."]
+    scratch_flops = np.mean([r["flops"] for r in an["table"]["scratch"] if r is not None])
+    large_step = results["seeds"][0]["arms"]["scratch"]["step_flops"]
+    lines += ["", "## Reading", "",
+              f"- The small model's training cost {sm['flops'] / 1e9:.0f} GFLOPs, {100 * sm['flops'] / scratch_flops:.0f}% "
+              f"of what scratch needs to reach the target ({sm['flops'] / large_step:.0f} large-model steps); its final "
+              f"val loss {np.mean([s_['small']['curve'][-1][1] for s_ in results['seeds']]):.4f} (seed mean)."]
     if "ligo" in results["arms"]:
         lg = results["seeds"][0]["arms"]["ligo"]
-        lines.append(f"LiGO: {lg['operator_params']:,} operator parameters, "
-                     f"{lg['operator_step_flops'] / 1e9:.2f} GFLOPs per operator step "
-                     f"({lg['operator_step_flops'] / lg['step_flops']:.2f}× a large-model step), "
-                     f"{lg['extra_flops'] / 1e9:.0f} GFLOPs and "
-                     f"{np.mean([s['arms']['ligo']['extra_seconds'] for s in results['seeds']]):.0f} s in all (seed mean).")
+        rows = an["table"]["ligo"]
+        lines.append(
+            f"- LiGO's operator has {lg['operator_params']:,} parameters; one operator step costs "
+            f"{lg['operator_step_flops'] / 1e9:.2f} GFLOPs, {lg['operator_step_flops'] / lg['step_flops']:.2f}× a "
+            f"large-model step, so its {cfg['ligo_steps']} steps cost {lg['extra_flops'] / 1e9:.0f} GFLOPs = "
+            f"{lg['extra_flops'] / lg['step_flops']:.0f} large-model steps, "
+            f"{100 * lg['extra_flops'] / scratch_flops:.0f}% of scratch's cost to the target."
+            + ("" if any(r is None for r in rows) else
+               f" Counted in large-model steps only, LiGO reaches the target in {_stat(rows, 'steps')[0]:.0f} steps "
+               f"against scratch's {_stat(an['table']['scratch'], 'steps')[0]:.0f} (the fewest of all arms); the "
+               f"{_stat(an['table']['scratch'], 'steps')[0] - _stat(rows, 'steps')[0]:.0f} steps it saves are paid "
+               f"for by the operator's {lg['extra_flops'] / lg['step_flops']:.0f}."))
+    for title, res in variants:
+        van = analyse(res)
+        lines += ["", f"## {title}", "",
+                  f"Same settings, arms {res['arms']}, LiGO operator {res['config']['ligo_steps']} steps; target "
+                  f"{van['target']:.4f} (this run's scratch); total run {res['total_seconds'] / 60:.1f} min.", ""]
+        lines += _table(res, van)
     lines += ["", "## Published figures (for comparison; different scale, data and budgets)", "",
               "| method | setting | saved vs scratch |", "|---|---|---|"]
     lines += [f"| {m} | {s_} | {f} |" for m, s_, f in ANCHORS]
@@ -342,7 +369,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.report_only:
         results = json.loads(Path(args.out).with_suffix(".json").read_text())
-        Path(args.out).with_suffix(".md").write_text(results_markdown(results))
+        variants = [(title, json.loads(Path(path).read_text())) for title, path in args.variant]
+        Path(args.out).with_suffix(".md").write_text(results_markdown(results, variants))
         plot(results, Path(args.out).with_suffix(".png"))
         return 0
     if not Path(args.data).is_file():
