@@ -28,7 +28,7 @@ def test_stub_fails_politely(lesson, number, capsys):
     def stub(*args, **kwargs):
         raise NotImplementedError
 
-    assert exercises.check(lesson, number, stub) is False
+    assert not exercises.check(lesson, number, stub)
     assert "not attempted yet" in capsys.readouterr().out
 
 
@@ -37,3 +37,21 @@ def test_every_lesson_has_checks():
     with_checks = {lesson for lesson, _ in CASES}
     missing = [n for n in notebooks if n not in with_checks]
     assert not missing, f"lessons without self-checking exercises: {missing}"
+
+
+def test_crashing_attempt_gets_one_line(capsys):
+    """A function that raises (or returns junk) gets one line naming the error, no traceback, and no
+    value for the notebook to echo."""
+    import exercises
+
+    def crashes(*args, **kwargs):
+        return [1, 2][5]
+
+    verdict = exercises.check("10_ensembles", 1, crashes)
+    out = capsys.readouterr().out
+    assert not verdict and out.count("\n") == 1
+    assert "IndexError" in out and "line 2 of crashes" in out and "Traceback" not in out
+    verdict = exercises.check("10_ensembles", 3, lambda *a: "three")
+    out = capsys.readouterr().out
+    assert not verdict and out.count("\n") == 1 and "could not use" in out
+    assert hasattr(verdict, "_ipython_display_")

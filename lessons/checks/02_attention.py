@@ -21,61 +21,83 @@ def exercise_1(fn):
                 f"got:\n{got.astype(int)}\nQuery i is at absolute position i + t_k - t_q and sees keys j <= that.")
 
 
-def _inputs(rng, shape_q, shape_k, dv):
-    q = minillm.tensor(rng.standard_normal(shape_q), dtype=minillm.float64, requires_grad=True)
-    k = minillm.tensor(rng.standard_normal(shape_k), dtype=minillm.float64, requires_grad=True)
-    v = minillm.tensor(rng.standard_normal(shape_k[:-1] + (dv,)), dtype=minillm.float64, requires_grad=True)
-    return q, k, v
+def _prediction_note(prediction, truth_text, held, choices=None):
+    if prediction is None:
+        print("(no prediction written down: make it BEFORE you measure — that is the exercise)")
+    elif choices is not None and prediction not in choices:
+        print(f"(your prediction {prediction!r} is not one of {choices})")
+    elif held:
+        print(f"Your prediction {prediction!r} held: {truth_text}.")
+    else:
+        print(f"Your prediction {prediction!r} did not hold: {truth_text}. Where did your reasoning go wrong?")
 
 
-def exercise_2(fn):
-    """Softmax attention forward, compared with F.scaled_dot_product_attention (outputs and gradients)."""
-    rng = np.random.default_rng(0)
-    q, k, v = _inputs(rng, (2, 3, 5, 8), (2, 3, 5, 8), 4)
-    out = fn(q, k, v, None)
-    if isinstance(out, tuple):
-        raise AssertionError("return only the output tensor, not (output, weights)")
-    cases = [("no mask", (q, k, v), None, out)]
-    q2, k2, v2 = _inputs(rng, (2, 2, 4, 8), (2, 2, 6, 8), 3)
-    kv_causal = np.tri(4, 6, k=2, dtype=bool)
-    cases.append(("causal mask with t_q=4, t_k=6", (q2, k2, v2), kv_causal, None))
-    q3, k3, v3 = _inputs(rng, (2, 2, 5, 8), (2, 2, 5, 8), 8)
-    pad = np.ones((2, 1, 1, 5), dtype=bool)
-    pad[1, ..., 3:] = False
-    cases.append(("causal + padding mask", (q3, k3, v3), np.tri(5, 5, dtype=bool) & pad, None))
-    for name, (a, b, c), mask, got in cases:
-        if got is None:
-            got = fn(a, b, c, mask)
-        assert getattr(got, "_is_tensor", False), (
-            f"return a minillm Tensor (built with tensor ops so autograd works), got {type(got).__name__}")
-        expected = F.scaled_dot_product_attention(a, b, c, attn_mask=mask)
-        assert got.shape == expected.shape, f"{name}: expected output shape {expected.shape}, got {got.shape}"
-        err = np.abs(got.numpy() - expected.numpy()).max()
-        if not err <= 1e-6:
-            hint = " Did you divide the scores by sqrt(d), with d = q.shape[-1]?" if mask is None else \
-                " Masked scores should be -inf (minillm.masked_fill(scores, ~mask, float('-inf'))) before the softmax."
-            raise AssertionError(f"{name}: outputs differ from the library by {err:.2e}.{hint}")
-        assert got.requires_grad, (f"{name}: the output does not require grad: use minillm tensor operations "
-                                   "(@, .transpose, minillm.softmax, minillm.masked_fill), not NumPy")
-        g = minillm.tensor(rng.standard_normal(got.shape), dtype=minillm.float64)
-        grads = minillm.grad(got, [a, b, c], g, allow_unused=True)
-        ref = minillm.grad(expected, [a, b, c], g)
-        for label, gg, rr in zip("qkv", grads, ref):
-            assert gg is not None, f"{name}: no gradient reaches {label}: is it used through tensor operations?"
-            err = np.abs(gg.numpy() - rr.numpy()).max()
-            assert err <= 1e-6, f"{name}: the gradient of {label} differs from the library's by {err:.2e}"
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
-def exercise_3(fn):
-    """(B, T, E) -> (B, H, T, E/H), head h of token t = x[b, t, h*d:(h+1)*d]."""
-    b, t, e, h = 2, 5, 12, 3
-    x = minillm.tensor(np.arange(b * t * e, dtype=np.float64).reshape(b, t, e))
-    got = fn(x, h)
-    got = got.numpy() if getattr(got, "_is_tensor", False) else np.asarray(got)
-    d = e // h
-    assert got.shape == (b, h, t, d), f"expected shape (B, H, T, E/H) = {(b, h, t, d)}, got {got.shape}"
-    expected = x.numpy().reshape(b, t, h, d).transpose(0, 2, 1, 3)
-    if not np.array_equal(got, expected):
-        raise AssertionError("the shape is right but the values are scrambled: head 1 of token 0 should be "
-                             f"{expected[0, 1, 0]}, got {got[0, 1, 0]}. Reshape to (B, T, H, d) first "
-                             "(splitting the last axis), then swap the T and H axes")
+def _mean_max_weight(d_k, n_keys, scaled, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n, d_k))
+    k = rng.standard_normal((n, n_keys, d_k))
+    s = np.einsum("nd,njd->nj", q, k) / (np.sqrt(d_k) if scaled else 1.0)
+    return float(_softmax(s).max(-1).mean())
+
+
+def exercise_2(fn, prediction=None):
+    """Measure the mean largest attention weight for random unit-variance queries and keys."""
+    settings = [(16, 16, True), (64, 256, True), (256, 16, False), (4, 2, True)]
+    for d_k, n_keys, scaled in settings:
+        got = float(fn(d_k, n_keys, scaled))
+        want = _mean_max_weight(d_k, n_keys, scaled)
+        if not abs(got - want) <= 0.03:
+            raise AssertionError(
+                f"for d_k={d_k}, {n_keys} keys, scaled={scaled} the mean largest weight is about {want:.3f}, you "
+                f"measured {got:.3f}. Draw many (query, key set) pairs with standard normal entries, score every "
+                "key, take a softmax over the keys, and average the largest weight over the pairs.")
+    truth = _mean_max_weight(64, 256, True)
+    held = prediction is not None and not isinstance(prediction, str) and abs(float(prediction) - truth) <= 0.5 * truth
+    _prediction_note(prediction, f"with 256 keys (scaled, d_k = 64) the largest weight is {truth:.3f} on average, "
+                     f"against {_mean_max_weight(64, 16, True):.3f} with 16 keys: a longer context spreads the "
+                     "same-sized scores over more keys", held)
+
+
+def _jacobian_fd(s, h=1e-6):
+    n = len(s)
+    out = np.zeros((n, n))
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = h
+        out[:, j] = (_softmax(s + e) - _softmax(s - e)) / (2 * h)
+    return out
+
+
+def exercise_3(fn, prediction=None):
+    """The Jacobian of the softmax, d a_i / d s_j, and how its size changes with unscaled wide heads."""
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 16):
+        s = rng.standard_normal(n) * 2
+        got = np.asarray(fn(s.copy()), dtype=np.float64)
+        assert got.shape == (n, n), f"for {n} scores the Jacobian is {n} × {n}, got shape {got.shape}"
+        want = _jacobian_fd(s)
+        if not np.allclose(got, want, atol=1e-6):
+            raise AssertionError(
+                f"for the scores {np.round(s, 3)} the Jacobian (row i = output a_i, column j = score s_j) should be\n"
+                f"{np.round(want, 4)}\ngot\n{np.round(got, 4)}\nDifferentiate a_i = exp(s_i) / sum_k exp(s_k) "
+                "with respect to s_j: once for j = i, once for j != i.")
+    norms = {}
+    rng = np.random.default_rng(4)
+    for d_k in (16, 1024):
+        for scaled in (False, True):
+            vals = []
+            for _ in range(300):
+                q, k = rng.standard_normal(d_k), rng.standard_normal((16, d_k))
+                s = k @ q / (np.sqrt(d_k) if scaled else 1.0)
+                vals.append(np.linalg.norm(np.asarray(fn(s), dtype=np.float64)))
+            norms[(d_k, scaled)] = float(np.mean(vals))
+    truth = "shrinks" if norms[(1024, False)] < 0.5 * norms[(16, False)] else "same"
+    _prediction_note(prediction, f"the mean size (Frobenius norm) of the Jacobian, 16 keys: unscaled "
+                     f"{norms[(16, False)]:.3f} at d_k = 16 and {norms[(1024, False)]:.3f} at d_k = 1024; "
+                     f"scaled {norms[(16, True)]:.3f} and {norms[(1024, True)]:.3f}", prediction == truth,
+                     choices=("grows", "same", "shrinks"))

@@ -44,7 +44,9 @@ def exercise_2(fn):
     rng = np.random.default_rng(1)
     start = rng.standard_normal(6)
     grads = [rng.standard_normal(6) * 0.1 for _ in range(5)]
-    lr, b1, b2, eps = 1e-2, 0.9, 0.99, 1e-8
+    # beta2 = 0.999 (the default): with beta2 = 0.99, (1 - beta1) = sqrt(1 - beta2) and step 1 would come out
+    # the same without bias correction, hiding the mistake this check is for
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
     param, m, v = start.copy(), np.zeros(6), np.zeros(6)
     first = fn(param.copy(), grads[0].copy(), m.copy(), v.copy(), 1, lr, b1, b2, eps)
     assert isinstance(first, (tuple, list)) and len(first) == 3, "exercise_2 should return (param, m, v)"
@@ -55,8 +57,10 @@ def exercise_2(fn):
         if not np.allclose(param, expected[t - 1], rtol=1e-8, atol=1e-10):
             hint = ""
             if t == 1:
-                hint = (" On step 1 Adam moves every coordinate by about lr (m̂/√v̂ = g/|g|): did you divide m and "
-                        "v by (1 − β₁ᵗ) and (1 − β₂ᵗ)?")
+                moved = np.abs(param - start) / lr
+                hint = (f" On step 1 Adam moves every coordinate by about lr, whatever the gradient's size; yours "
+                        f"moved them by {moved.min():.2f} to {moved.max():.2f} times lr. m and v start at 0: what "
+                        "does that do to them in the first steps, and what undoes it?")
             raise AssertionError(f"after step {t} the parameter is {np.round(param, 6)}, the library gives "
                                  f"{np.round(expected[t - 1], 6)}.{hint}")
         expected_m = sum((1 - b1) * b1 ** (t - 1 - i) * grads[i] for i in range(t))

@@ -14,38 +14,80 @@ def _random_members(k=4, n=50, c=5, seed=0):
     return p / p.sum(-1, keepdims=True), rng.integers(0, c, size=n)
 
 
-def exercise_1(fn):
-    """Average the members' probabilities and compute the ensemble NLL."""
-    probs, y = _random_members()
-    out = fn(probs.copy(), y.copy())
-    assert isinstance(out, (tuple, list)) and len(out) == 2, "return a pair (ensemble_probs, nll)"
-    p_bar, nll = _as_numpy(out[0]), float(_as_numpy(out[1]))
-    assert p_bar.shape == probs.shape[1:], (
-        f"the ensemble's probabilities have one row per example, shape {probs.shape[1:]}; got {p_bar.shape}. "
-        "Average over the MEMBERS axis (axis 0)")
-    assert np.allclose(p_bar, probs.mean(0)), "the ensemble distribution is the mean of the members' distributions"
-    want = -np.mean(np.log(probs.mean(0)[np.arange(len(y)), y]))
-    if not np.isclose(nll, want, rtol=1e-6):
-        member_mean = -np.mean(np.log(probs[:, np.arange(len(y)), y]))
-        hint = (" That is the members' mean NLL: average the probabilities FIRST, then take −log."
-                if np.isclose(nll, member_mean, rtol=1e-6) else "")
-        raise AssertionError(f"the ensemble NLL should be {want:.6f}, got {nll:.6f}.{hint}")
-    member_nll = -np.mean(np.log(probs[:, np.arange(len(y)), y]), axis=1)
-    assert nll <= member_nll.mean() + 1e-12, "Jensen: the ensemble NLL can never exceed the mean member NLL"
+def _nlls(probs, y):
+    rows = np.arange(len(y))
+    log_p = np.log(probs)                                   # (K, N, C): logits up to a constant
+    mean_log = log_p.mean(0)
+    log_geo = mean_log - np.log(np.exp(mean_log).sum(-1, keepdims=True))   # log softmax(mean logit)
+    return (float(-np.mean(np.log(probs.mean(0)[rows, y]))), float(-np.mean(log_geo[rows, y])),
+            float(-np.mean(log_p[:, rows, y])))
 
 
-def exercise_2(fn):
-    """Majority vote: each member votes for its argmax class; ties go to the smallest class index."""
-    probs, _ = _random_members(k=5, n=200, c=4, seed=1)
-    votes = _as_numpy(fn(probs.copy())).astype(int)
-    assert votes.shape == (probs.shape[1],), f"one predicted class per example: shape {(probs.shape[1],)}, got {votes.shape}"
-    picks = probs.argmax(-1)
-    want = np.array([np.bincount(picks[:, i], minlength=4).argmax() for i in range(probs.shape[1])])
-    wrong = np.flatnonzero(votes != want)
-    assert len(wrong) == 0, (f"example {wrong[0]}: the members vote {picks[:, wrong[0]].tolist()}, so the "
-                             f"majority is class {want[wrong[0]]}, you predicted {votes[wrong[0]]}")
-    tie = np.array([[[0.1, 0.9, 0.0]], [[0.1, 0.0, 0.9]]])  # one vote for class 1, one for class 2
-    assert int(_as_numpy(fn(tie))[0]) == 1, "a tie goes to the smallest class index (np.bincount(...).argmax())"
+def _verdict_on_prediction(prediction, truth, choices, what):
+    if prediction is None:
+        print(f"(no prediction written down: set it to one of {choices} BEFORE measuring — that is the exercise)")
+    elif prediction not in choices:
+        print(f"(your prediction {prediction!r} is not one of {choices})")
+    elif prediction == truth:
+        print(f"Your prediction {prediction!r} held: {what}.")
+    else:
+        print(f"Your prediction {prediction!r} did not hold: {what}. Why? (Think before you read on.)")
+
+
+def exercise_1(fn, prediction=None, member_probs=None, y=None):
+    """Measure the NLL of the probability average, of the logit average, and the mean member NLL."""
+    probs, yy = _random_members()
+    out = fn(probs.copy(), yy.copy())
+    assert isinstance(out, (tuple, list)) and len(out) == 3, (
+        "return a triple (nll_prob_average, nll_logit_average, mean_member_nll)")
+    got = [float(_as_numpy(v)) for v in out]
+    want = _nlls(probs, yy)
+    names = ("the probability average's NLL", "the logit average's NLL", "the mean member NLL")
+    for g, w, name in zip(got, want, names):
+        if not np.isclose(g, w, rtol=1e-6):
+            hint = ""
+            if name == names[0] and np.isclose(g, want[2], rtol=1e-6):
+                hint = " That is the mean member NLL: which comes first, the average or the −log?"
+            if name == names[1]:
+                hint = (" The log of a probability is a logit minus a constant; average those, and remember "
+                        "that a softmax must sum to 1.")
+            raise AssertionError(f"{name} should be {w:.6f} on the test members, got {g:.6f}.{hint}")
+    if member_probs is not None:
+        p_avg, l_avg, mean_member = _nlls(np.asarray(member_probs, dtype=np.float64), np.asarray(y))
+        truth = "prob" if p_avg < l_avg else "logit"
+        _verdict_on_prediction(prediction, truth, ("prob", "logit"),
+                               f"on this lesson's members the probability average reaches {p_avg:.4f}, the logit "
+                               f"average {l_avg:.4f}, the mean member {mean_member:.4f}")
+
+
+def exercise_2(fn, prediction=None, member_probs=None, y=None):
+    """The ensemble's gain (mean member NLL − ensemble NLL) after every epoch."""
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((3, 4, 40, 5)) * np.linspace(0.5, 3, 4)[None, :, None, None]
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    yy = rng.integers(0, 5, size=40)
+
+    def gains(p, y_):
+        rows = np.arange(len(y_))
+        member = -np.log(p[:, :, rows, y_]).mean(axis=(0, 2))          # (E,)
+        ens = -np.log(p.mean(0)[:, rows, y_]).mean(axis=1)             # (E,)
+        return member - ens
+
+    got = _as_numpy(fn(probs.copy(), yy.copy())).astype(float)
+    want = gains(probs, yy)
+    assert got.shape == want.shape, (f"one gain per epoch: shape {want.shape} for members of shape "
+                                     f"{probs.shape} (K, E, N, C), got {got.shape}")
+    assert np.all(got >= -1e-12) or not np.allclose(-got, want), "mean member NLL MINUS ensemble NLL (a gain)"
+    assert np.allclose(got, want, rtol=1e-6), (
+        f"the gains should be {np.round(want, 4)} on the test members, got {np.round(got, 4)}. For each epoch: "
+        "the ensemble averages over the members axis only")
+    if member_probs is not None:
+        g = gains(np.asarray(member_probs, dtype=np.float64), np.asarray(y))
+        early = int(np.argmin(-np.log(np.asarray(member_probs)[:, :, np.arange(len(y)), y]).mean(axis=(0, 2))))
+        truth = "late" if g[-1] > g[early] else "early"
+        _verdict_on_prediction(prediction, truth, ("early", "late"),
+                               f"the gain is {g[early]:.4f} at epoch {early + 1} (the members' best on average) "
+                               f"and {g[-1]:.4f} at the last epoch ({len(g)})")
 
 
 def exercise_3(fn):
@@ -56,5 +98,5 @@ def exercise_3(fn):
     picks = probs.argmax(1)
     vote = np.bincount(picks, minlength=3).argmax()
     avg = probs.mean(0).argmax()
-    assert vote != avg, (f"the vote picks class {vote} and the average picks class {avg}: they agree. Hint: let "
-                         "two members prefer class 0 only barely, and the third be very sure of class 1")
+    assert vote != avg, (f"the vote picks class {vote} and the average picks class {avg}: they agree. A vote "
+                         "counts members; the average also weighs how sure each one is. Use that difference")

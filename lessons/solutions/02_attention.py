@@ -13,13 +13,20 @@ def exercise_1(t_q, t_k):
     return j <= i + (t_k - t_q)
 
 
-def exercise_2(q, k, v, mask=None):
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = minillm.masked_fill(scores, ~np.asarray(mask), float("-inf"))
-    return minillm.softmax(scores, dim=-1) @ v
+def exercise_2(d_k, n_keys, scaled, n=4000, seed=0):
+    """Mean over n random (query, key set) pairs of the largest softmax weight."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n, d_k))
+    k = rng.standard_normal((n, n_keys, d_k))
+    s = np.einsum("nd,njd->nj", q, k) / (math.sqrt(d_k) if scaled else 1.0)
+    a = np.exp(s - s.max(-1, keepdims=True))
+    a /= a.sum(-1, keepdims=True)
+    return a.max(-1).mean()
 
 
-def exercise_3(x, num_heads):
-    b, t, e = x.shape
-    return x.reshape(b, t, num_heads, e // num_heads).transpose(1, 2)
+
+def exercise_3(scores):
+    """d a_i / d s_j = a_i (delta_ij - a_j)."""
+    a = np.exp(scores - scores.max())
+    a /= a.sum()
+    return np.diag(a) - np.outer(a, a)

@@ -3,17 +3,22 @@ import numpy as np
 
 
 def exercise_1(member_probs, y):
-    """p̄ = mean_k p_k (over the members), NLL = −mean_n log p̄_n[y_n]."""
-    p_bar = member_probs.mean(axis=0)
-    nll = -np.mean(np.log(p_bar[np.arange(len(y)), y]))
-    return p_bar, nll
+    """NLL of the probability average, of the logit average (softmax of the mean log-probability,
+    which equals softmax of the mean logit), and the mean member NLL."""
+    rows = np.arange(len(y))
+    log_p = np.log(member_probs)
+    mean_log = log_p.mean(axis=0)
+    log_geo = mean_log - np.log(np.exp(mean_log).sum(axis=-1, keepdims=True))
+    return (-np.mean(np.log(member_probs.mean(axis=0)[rows, y])), -np.mean(log_geo[rows, y]),
+            -np.mean(log_p[:, rows, y]))
 
 
-def exercise_2(member_probs):
-    """Each member votes for its argmax; the most voted class wins (ties: smallest index)."""
-    picks = member_probs.argmax(axis=-1)                 # (K, N)
-    n_classes = member_probs.shape[-1]
-    return np.array([np.bincount(picks[:, i], minlength=n_classes).argmax() for i in range(picks.shape[1])])
+def exercise_2(member_probs, y):
+    """Per epoch: mean member NLL − NLL of the probability average."""
+    rows = np.arange(len(y))
+    member = -np.log(member_probs[:, :, rows, y]).mean(axis=(0, 2))
+    ensemble = -np.log(member_probs.mean(axis=0)[:, rows, y]).mean(axis=1)
+    return member - ensemble
 
 
 def exercise_3():
