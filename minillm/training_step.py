@@ -61,9 +61,10 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def set_lr(optimizer, lr: float) -> None:
-    """Give every parameter group of ``optimizer`` the learning rate ``lr``."""
+    """Give every parameter group of ``optimizer`` the learning rate ``lr`` times the group's
+    ``"lr_scale"`` (1 when absent; layer-wise rates, ``minillm.finetune.layerwise_param_groups``)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def make_optimizer(model, lr: float, weight_decay: float, betas: Tuple[float, float] = (0.9, 0.99)):

@@ -42,16 +42,27 @@ class Module:
     def __call__(self, *args, **kwargs):
         out = self.forward(*args, **kwargs)
         for hook in list(self.__dict__.get("_forward_hooks", {}).values()):
-            result = hook(self, args, out)
+            if getattr(hook, "_with_kwargs", False):
+                result = hook.fn(self, args, kwargs, out)
+            else:
+                result = hook(self, args, out)
             if result is not None:
                 out = result
         return out
 
-    def register_forward_hook(self, hook):
-        """Call ``hook(module, inputs, output)`` after every forward; it may return a new output.
+    def register_forward_hook(self, hook, *, with_kwargs: bool = False):
+        """Call ``hook(module, inputs, output)`` after every forward (with ``with_kwargs=True``:
+        ``hook(module, inputs, kwargs, output)``, as PyTorch); it may return a new output.
         Returns a handle whose ``remove()`` unregisters the hook."""
         hooks = self.__dict__.setdefault("_forward_hooks", {})
         key = object()
+        if with_kwargs:
+            class _KwargsHook:
+                _with_kwargs = True
+
+                def __init__(self, fn):
+                    self.fn = fn
+            hook = _KwargsHook(hook)
         hooks[key] = hook
 
         class Handle:
