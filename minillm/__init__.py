@@ -4,6 +4,8 @@ Read it in this order: ``backend.py`` (NumPy or CuPy), ``tensor.py`` (Tensor, Fu
 backward pass), ``ops.py`` (every op with its derivative), ``gradcheck.py``, then ``nn/`` and
 ``optim/``; ``kernels/`` holds the fused versions of a few hot ops, behind one switch.
 """
+from ._interrupt import install as _install_interrupt_hook
+_install_interrupt_hook()  # the `minillm` command: Ctrl-C during these imports prints one line
 from .backend import (DeviceError, default_device, get_array_module, is_cuda_available, manual_seed,
                       set_default_device, to_numpy)
 from .tensor import (Function, Tensor, bool_, float16, float32, float64, grad, int32, int64,

@@ -225,33 +225,83 @@ def load_checkpoint(path) -> Checkpoint:
         raise _not_a_checkpoint(path, "the zip archive is truncated or corrupted (no central directory); "
                                       "the file was probably cut short by a copy or a full disk")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if META_KEY not in npz.files:
-                raise _not_a_checkpoint(path, f"it is an .npz archive but has no minillm metadata "
-                                              f"(no {META_KEY!r} entry; it holds {len(npz.files)} arrays, "
-                                              f"e.g. {npz.files[:3]})")
-            try:
-                meta = json.loads(npz[META_KEY].tobytes().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise _not_a_checkpoint(path, f"its metadata is not valid JSON ({exc})") from None
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                fmt = meta.get("format") if isinstance(meta, dict) else None
-                raise _not_a_checkpoint(path, f"unknown format {fmt!r} (expected {FORMAT!r})")
-            version = meta.get("version")
-            if not isinstance(version, int) or version > VERSION:
-                raise _not_a_checkpoint(path, f"format version {version!r} is not supported by this minillm "
-                                              f"(it reads versions <= {VERSION}); upgrade minillm")
-            arrays = {}
-            for key in npz.files:
-                if key != META_KEY:
-                    arrays[key] = npz[key]
+        arrays = _read_members(path)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    except MemoryError:
+        raise _not_a_checkpoint(path, "an array header asks for more memory than there is; the file is "
+                                      "corrupted") from None
+    except Exception as exc:  # zipfile/numpy raise many types for damaged bytes; all mean the same here
         raise _not_a_checkpoint(path, f"the archive is corrupted or truncated ({type(exc).__name__}: {exc})") \
             from None
+    if META_KEY not in arrays:
+        names = sorted(arrays)
+        raise _not_a_checkpoint(path, f"it is an .npz archive but has no minillm metadata "
+                                      f"(no {META_KEY!r} entry; it holds {len(names)} arrays, e.g. {names[:3]})")
+    raw = arrays.pop(META_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _not_a_checkpoint(path, f"its metadata entry is a {raw.dtype} array of shape {raw.shape}, "
+                                      "not UTF-8 bytes")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _not_a_checkpoint(path, f"its metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise _not_a_checkpoint(path, f"unknown format {fmt!r} (expected {FORMAT!r})")
+    version = meta.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise _not_a_checkpoint(path, f"format version {version!r} is not supported by this minillm "
+                                      f"(it reads versions <= {VERSION}); upgrade minillm")
+    try:
+        return _build(path, meta, arrays)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # metadata of the right format but the wrong shape (a hand-made file)
+        raise _not_a_checkpoint(path, f"its metadata is malformed ({type(exc).__name__}: {exc})") from None
 
+
+def _read_members(path: Path) -> dict:
+    """Every member of the archive as a NumPy array, strictly: each member is read to its end
+    (so the zip CRC-32 of every byte is checked), must be a complete ``.npy`` file with nothing
+    after the array data, and must not need pickle."""
+    arrays = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise _not_a_checkpoint(path, f"member {name!r} is not a .npy array")
+            key = name[:-len(".npy")]
+            if key in arrays:
+                raise _not_a_checkpoint(path, f"member {name!r} appears twice")
+            data = zf.read(info)                      # raises BadZipFile on a CRC mismatch
+            arrays[key] = _parse_npy(path, name, data)
+    return arrays
+
+
+def _parse_npy(path: Path, name: str, data: bytes) -> np.ndarray:
+    import io
+    from numpy.lib import format as npy_format
+    if not data.startswith(b"\x93NUMPY"):
+        raise _not_a_checkpoint(path, f"member {name!r} does not hold .npy bytes")
+    f = io.BytesIO(data)
+    major, minor = npy_format.read_magic(f)
+    read_header = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+    shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise _not_a_checkpoint(path, f"member {name!r} holds Python objects (pickle), which are never loaded")
+    expected = f.tell() + math.prod(shape) * dtype.itemsize
+    if expected != len(data):
+        raise _not_a_checkpoint(path, f"member {name!r} has {len(data)} bytes but its .npy header describes "
+                                      f"{expected}; the file is corrupted")
+    f.seek(0)
+    return npy_format.read_array(f, allow_pickle=False)
+
+
+def _build(path: Path, meta: dict, arrays: dict) -> "Checkpoint":
     keys = meta.get("model_keys") or [k[len("model/"):] for k in arrays if k.startswith("model/")]
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise _not_a_checkpoint(path, "its metadata lists the model arrays in an unknown form")
     missing = [k for k in keys if f"model/{k}" not in arrays]
     missing += [k for k in _array_refs(meta) if k not in arrays]
     if missing:

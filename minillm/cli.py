@@ -8,6 +8,11 @@
 JSON file of ``--config`` (``cpu`` when not given), the checkpoint's own settings when
 ``--resume`` (so a resumed run keeps its data, tokenizer and schedule), then the flags given on
 the command line. Flags are named like nanoGPT's (``--n-layer`` or ``--n_layer``).
+
+Errors: an expected failure (a bad flag or setting, an out-dir in use or holding another run, an
+unreadable checkpoint, no GPU...) prints one line ``minillm <command>: error: ...`` and exits
+with 2 for a usage error (as argparse does) or 1 for a failure at run time; anything unexpected
+keeps its traceback. SIGINT/SIGTERM during training save a checkpoint first (exit 130/143).
 """
 from __future__ import annotations
 
@@ -56,7 +61,11 @@ _TRAIN_FLAGS = [
 
 
 # settings of one invocation that a resumed run does not take from its checkpoint
-_NOT_INHERITED = ("resume", "profile", "progress")
+_NOT_INHERITED = ("resume", "overwrite", "profile", "progress")
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing (exit status 2, like argparse's own errors)."""
 
 
 def _aliases(flag):
@@ -92,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress", action=argparse.BooleanOptionalAction,
                        help="show the tqdm bar (default: only on a terminal)")
     train.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.npz exactly")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in OUT_DIR (without it, such an out-dir is refused)")
     train.add_argument("--profile", action="store_true",
                        help="print a per-op forward/backward time table of a few steps")
 
@@ -130,9 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config_from_args(args):
     """The TrainConfig of ``minillm train`` arguments (see the module docstring for the order)."""
-    from .train import find_checkpoint
+    from .rundir import load_run_checkpoint
     from .train_config import TrainConfig, load_preset
-    from .checkpoint import load_checkpoint
     given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     preset = getattr(args, "config", None)
     settings = TrainConfig().to_dict()
@@ -140,7 +150,7 @@ def train_config_from_args(args):
     if given.get("resume"):
         from pathlib import Path
         out_dir = given.get("out_dir", settings["out_dir"])
-        saved = load_checkpoint(find_checkpoint(out_dir, "last")).train_config
+        saved = load_run_checkpoint(out_dir, "last").train_config     # last.npz, else ckpt.npz
         # the run's own settings, except the per-invocation switches
         settings.update({k: v for k, v in saved.items() if k in settings and k not in _NOT_INHERITED})
         if preset is not None:  # an explicit --config still wins over the checkpoint
@@ -163,17 +173,38 @@ def _train(args) -> int:
     return 0
 
 
+def _check_sample_args(args) -> None:
+    import math
+    if args.max_new_tokens < 0:
+        raise UsageError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k must be >= 0 (0: no top-k), got {args.top_k}")
+
+
 def _sample(args) -> int:
-    from pathlib import Path
+    from .checkpoint import load_checkpoint
+    from .objectives import OBJECTIVES
+    from .rundir import load_run_checkpoint
     from .text_generation import generate_text, load_for_sampling
-    from .train import find_checkpoint
+    from .validation import prompt_error
+    _check_sample_args(args)
     if args.checkpoint in ("best", "last"):
-        path = find_checkpoint(args.out_dir, args.checkpoint)
+        checkpoint = load_run_checkpoint(args.out_dir, args.checkpoint)   # falls back to the other file
     else:
-        path = Path(args.checkpoint)
-    if args.max_new_tokens < 0 or args.num_samples < 1:
-        raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
+        checkpoint = load_checkpoint(args.checkpoint)
+    path = checkpoint.path
+    objective = (checkpoint.train_config or {}).get("objective", "causal")
+    if objective in OBJECTIVES and not OBJECTIVES[objective].generates_text:
+        raise UsageError(f"{str(path)!r} holds a {objective!r} run ({OBJECTIVES[objective].description}); "
+                         f"`minillm sample` generates text from causal (GPT) runs only")
     model, tokenizer, _ = load_for_sampling(path, args.device)
+    problem = prompt_error(tokenizer, args.prompt, "--prompt")
+    if problem:
+        raise UsageError(problem)
     texts = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
                           args.top_k or None, seed=args.seed, num_samples=args.num_samples)
     for i, text in enumerate(texts):
@@ -190,19 +221,65 @@ def _grow(args) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"minillm: warning: {message}", file=sys.stderr if file is None else file)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which saves first): stop like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+def _exit_status(exc) -> int:
+    """2 for usage errors (bad flags or settings, as argparse), 1 for failures at run time."""
+    from .rundir import OutDirHoldsRunError
+    from .train_config import ConfigError
+    return 2 if isinstance(exc, (UsageError, ConfigError, OutDirHoldsRunError)) else 1
+
+
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-    from .train import TrainingDivergedError
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = {"train": _train, "sample": _sample, "grow": _grow}[args.command]
+    import signal
+    import warnings
+    if signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, signal.SIG_IGN):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    name = "minillm"
     try:
-        return command(args)
+        from .checkpoint import CheckpointError
+        from .rundir import OutDirError, RunInterrupted
+        from .train import TrainingDivergedError
     except KeyboardInterrupt:
-        print(f"\nminillm {args.command}: interrupted (checkpoints written so far are complete)", file=sys.stderr)
+        print(f"\n{name}: interrupted", file=sys.stderr)
         return 130
-    except (backend.DeviceError, CheckpointError, TrainingDivergedError, OSError, ValueError) as exc:
-        print(f"minillm {args.command}: error: {exc}", file=sys.stderr)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        name = f"minillm {args.command}"
+        command = {"train": _train, "sample": _sample, "grow": _grow}[args.command]
+        previous_term = signal.signal(signal.SIGTERM, _on_sigterm) if hasattr(signal, "SIGTERM") else None
+        previous_show, warnings.showwarning = warnings.showwarning, _show_warning
+        try:
+            return command(args)
+        finally:
+            warnings.showwarning = previous_show
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
+    except RunInterrupted as exc:
+        print(f"\n{name}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"\n{name}: {what} (checkpoints written so far are complete)", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    except (backend.DeviceError, CheckpointError, TrainingDivergedError, OutDirError, OSError, ValueError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return _exit_status(exc)
+    except MemoryError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"{name}: error: out of memory{detail}: try a smaller --batch-size, --block-size or model",
+              file=sys.stderr)
         return 1
 
 

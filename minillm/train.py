@@ -50,14 +50,15 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import backend
+from . import backend, rundir
 from .checkpoint import load_checkpoint, save_checkpoint
 from .fileio import write_text_atomic
 from .objectives import OBJECTIVES
 from .profiler import OpProfiler, synchronize
 from .tensor import tensor
 from .text_generation import generate_text
-from .train_config import MODEL_FIELDS, TrainConfig
+from .train_config import MODEL_FIELDS, ConfigError, TrainConfig
+from .validation import float16_error, prompt_error
 from .training_step import (EVAL_BATCH_STREAM, TRAIN_BATCH_STREAM, VAL_EVAL_BATCH_STREAM, TrainingDivergedError,
                             TrainingStep, estimate_loss, make_optimizer)
 
@@ -118,11 +119,14 @@ class Trainer:
         self.device = backend.normalize_device(config.device)  # a clear DeviceError before any work
         self.out_dir = Path(config.out_dir)
         self.objective = OBJECTIVES[config.objective]
+        rundir.check_not_locked(self.out_dir)      # another live run: fail before any work
+        rundir.check_out_dir(self.out_dir, config.resume, config.overwrite)
 
         checkpoint = None
         if config.resume:
-            path = find_checkpoint(self.out_dir, "last")
-            checkpoint = load_checkpoint(path)
+            checkpoint = rundir.load_run_checkpoint(self.out_dir, "last")   # falls back to ckpt.npz
+            path = checkpoint.path
+            rundir.check_resume_settings(checkpoint, config)
             saved_model = checkpoint.train_config
             changed = {k: (saved_model[k], getattr(config, k)) for k in MODEL_FIELDS
                        if k in saved_model and saved_model[k] != getattr(config, k)}
@@ -134,8 +138,8 @@ class Trainer:
             self.log(f"resuming from {path} at iteration {checkpoint.iter_num}")
         init = None   # --init-from: the weights, model config and tokenizer of another run (e.g. `minillm grow`)
         if config.init_from and not config.resume:
-            path = find_checkpoint(config.init_from, "best")
-            init = load_checkpoint(path)
+            init = rundir.load_run_checkpoint(config.init_from, "best")   # falls back to last.npz
+            path = init.path
             config = config.replace(**{k: init.model_config[k] for k in MODEL_FIELDS
                                        if k in init.model_config and k != "dropout"})
             self.log(f"initializing from {path}")
@@ -143,6 +147,9 @@ class Trainer:
 
         # ---- data and tokenizer
         train_text, val_text = load_corpus(config.data)
+        self.data_sha256 = rundir.text_fingerprint(train_text, val_text)
+        if checkpoint is not None:
+            rundir.check_resume_data(checkpoint, config, self.data_sha256)
         special = self.objective.special_tokens                   # [MASK], sentinels... for mlm and span
         saved = checkpoint if checkpoint is not None else init
         if saved is not None and saved.tokenizer:
@@ -151,7 +158,16 @@ class Trainer:
             tokenizer = CharTokenizer.from_text(train_text + val_text, special_tokens=special)
         else:
             tokenizer = BPETokenizer.train(train_text, config.vocab_size, special_tokens=special)
+            if tokenizer.vocab_size < config.vocab_size:   # the corpus ran out of pairs to merge
+                warnings.warn(f"the corpus gives a BPE vocabulary of only {tokenizer.vocab_size} tokens, not the "
+                              f"{config.vocab_size} asked for; recording vocab_size={tokenizer.vocab_size}",
+                              stacklevel=2)
+                self.config = config = config.replace(vocab_size=tokenizer.vocab_size)
         self.tokenizer = tokenizer
+        if config.sample_tokens > 0 and self.objective.generates_text:
+            problem = prompt_error(tokenizer, config.sample_prompt)
+            if problem:
+                raise ConfigError(f"{problem} (the final sample; change --sample-prompt or use --sample-tokens 0)")
         self.train_data = encode_cached(train_text, tokenizer)
         self.val_data = encode_cached(val_text, tokenizer)
         for split, data in (("train", self.train_data), ("val", self.val_data)):
@@ -177,6 +193,9 @@ class Trainer:
                 self.objective.configure_model(self.model_config, tokenizer)
         self.model = ModelClass(self.model_config)
         self.model.to(self.device)
+        problem = float16_error(self.model, "AdamW")
+        if problem:
+            raise ConfigError(problem)
         self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay, betas=(config.beta1, config.beta2))
         self.train_step = TrainingStep(self.model, self.optimizer, lambda *batch: self.loss(batch),
                                        lambda it: get_lr(it, self.config), config.grad_clip)
@@ -184,6 +203,8 @@ class Trainer:
         self.iter_num = 0
         self.best_val_loss = math.inf
         self.last_losses: Optional[dict] = None
+        self.eval_records = []     # every evaluation record so far, also stored in checkpoints
+        self._last_saved_iter = None
         self.early_stopping = None
         if config.patience:
             from .regularizers.early_stopping import EarlyStopping
@@ -195,6 +216,8 @@ class Trainer:
                 self.optimizer.load_state_dict(checkpoint.optimizer_state)
             self.iter_num = checkpoint.iter_num
             self.best_val_loss = checkpoint.best_val_loss
+            self.eval_records = list(checkpoint.get("eval_records") or [])
+            self._last_saved_iter = checkpoint.iter_num
             rng = checkpoint.get("rng") or {}
             if "batch" in rng:
                 self.batch_rng.bit_generator.state = rng["batch"]
@@ -235,6 +258,8 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "rng": {"batch": self.batch_rng.bit_generator.state, "backend": backend.get_rng_state()},
+            "eval_records": self.eval_records,     # rundir.repair_log puts back any the log lost
+            "data_sha256": self.data_sha256,
         }
         if self.early_stopping is not None and hasattr(self.early_stopping, "state_dict"):
             meta["early_stopping"] = self.early_stopping.state_dict()
@@ -242,7 +267,10 @@ class Trainer:
 
     def save(self, path) -> Path:
         """Write a full checkpoint (model, optimizer, RNG states, iteration, configs, tokenizer)."""
-        return save_checkpoint(path, self.model, self.optimizer, **self.state_metadata())
+        path = save_checkpoint(path, self.model, self.optimizer, **self.state_metadata())
+        if Path(path).name == LAST_CHECKPOINT:
+            self._last_saved_iter = self.iter_num
+        return path
 
     def _log_record(self, record: dict) -> None:
         with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as f:
@@ -251,18 +279,10 @@ class Trainer:
     def _prepare_log(self) -> None:
         """A fresh run starts a new log; a resumed one drops lines past the resumed iteration."""
         path = self.out_dir / LOG_FILE
-        if self.resumed_from is None or not path.exists():
+        if self.resumed_from is None:
             path.write_text("", encoding="utf-8")
             return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("iter", 0) <= self.iter_num:
-                kept.append(line)
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        rundir.repair_log(path, self.iter_num, self.eval_records)   # and puts back lost evaluation records
 
     def read_log(self):
         path = self.out_dir / LOG_FILE
@@ -315,7 +335,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict:
-        """Train until ``max_iters`` (or early stopping); returns a summary dict."""
+        """Train until ``max_iters`` (or early stopping); returns a summary dict.
+
+        The run holds ``out_dir`` (``minillm.rundir``) while it trains. SIGINT or SIGTERM stops
+        it between two steps after saving ``last.npz`` at the current iteration, then raises
+        ``rundir.RunInterrupted`` (a KeyboardInterrupt); ``resume=True`` continues exactly."""
+        with rundir.RunLock(self.out_dir) as lock, rundir.StopSignals() as self._stop:
+            if lock.stale:
+                self.log(f"note: took over the lock of {self.out_dir} from process {lock.stale.get('pid')}, "
+                         f"which is no longer running")
+            if not getattr(self, "_log_ready", False):
+                rundir.check_out_dir(self.out_dir, self.resumed_from is not None, self.config.overwrite)
+                if self.config.overwrite and self.resumed_from is None:
+                    rundir.clear_run(self.out_dir)
+            rundir.remove_stale_temp_files(self.out_dir)
+            return self._train()
+
+    def _stop_if_signalled(self) -> None:
+        """After SIGINT/SIGTERM (``StopSignals``): save ``last.npz`` here and stop."""
+        stop = getattr(self, "_stop", None)
+        if stop is None or stop.signum is None:
+            return
+        path = self.out_dir / LAST_CHECKPOINT
+        if self._last_saved_iter != self.iter_num:
+            self.save(path)
+        raise rundir.RunInterrupted(
+            f"stopped by {stop.name} at iteration {self.iter_num}; {path} holds the run at that iteration: continue "
+            f"with `minillm train --resume --out-dir {self.out_dir}`", stop.signum, self.iter_num, path)
+
+    def _train(self) -> dict:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if not getattr(self, "_log_ready", False):  # a second train() call appends to the same log
@@ -340,13 +388,16 @@ class Trainer:
         if self.iter_num == 0 and self.resumed_from is None and cfg.max_iters > 0:
             losses = self.evaluate()                 # the loss of the untrained model (~ln vocab)
             self.last_losses = losses
-            self._log_record({"kind": "eval", "iter": 0, "train_loss": losses["train"], "val_loss": losses["val"],
-                              "lr": lr, "ms_per_iter": None, "best_val_loss": None})
+            record = {"kind": "eval", "iter": 0, "train_loss": losses["train"], "val_loss": losses["val"],
+                      "lr": lr, "ms_per_iter": None, "best_val_loss": None}
+            self.eval_records.append(record)
+            self._log_record(record)
             say(f"iter 0: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
 
         self.model.train()
         try:
             while self.iter_num < cfg.max_iters:
+                self._stop_if_signalled()
                 it = self.iter_num
                 profiling = profiler is not None and profile_start <= it < profile_start + cfg.profile_steps
                 if profiling:
@@ -392,13 +443,16 @@ class Trainer:
                         self.best_val_loss = losses["val"]
                     if self.early_stopping is not None:
                         stopped_early = bool(self.early_stopping.step(losses["val"]))
-                    # best first: `last` is what --resume reads, and both are complete files
+                    # the record first (also kept in the checkpoints): a kill at any moment loses no
+                    # evaluation (rundir.repair_log); best next: `last` is what --resume reads
+                    record = {"kind": "eval", "iter": self.iter_num, "train_loss": losses["train"],
+                              "val_loss": losses["val"], "lr": lr, "ms_per_iter": ms,
+                              "best_val_loss": self.best_val_loss}
+                    self.eval_records.append(record)
+                    self._log_record(record)
                     if improved:
                         self.save(self.out_dir / BEST_CHECKPOINT)
                     self.save(self.out_dir / LAST_CHECKPOINT)
-                    self._log_record({"kind": "eval", "iter": self.iter_num, "train_loss": losses["train"],
-                                      "val_loss": losses["val"], "lr": lr, "ms_per_iter": ms,
-                                      "best_val_loss": self.best_val_loss})
                     say(f"iter {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                         f"{' (best)' if improved else ''}, lr {lr:.2e}, {ms:.1f} ms/iter")
                     if stopped_early:
@@ -408,6 +462,7 @@ class Trainer:
         finally:
             if pbar is not None:
                 pbar.close()
+        self._stop_if_signalled()
         if profiler is not None and 0 < profiler.steps < cfg.profile_steps:
             self.log(profiler.table())
 

@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 1337
     out_dir: str = "out"
     resume: bool = False
+    overwrite: bool = False             # a fresh run may replace the run in out_dir (minillm.rundir)
     init_from: Optional[str] = None     # start from this run directory's weights (fresh optimizer, iteration 0)
     profile: bool = False               # print a per-op time breakdown of a few steps
     profile_steps: int = 5
@@ -81,7 +82,10 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        errors = []
+        from .validation import type_errors, value_errors
+        errors = type_errors(self)          # field, value and expected type (minillm.validation)
+        if errors:
+            raise ConfigError("invalid training config: " + "; ".join(errors))
         positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval", "eval_iters",
                     "log_interval", "profile_steps")
         for name in positive:
@@ -112,6 +116,7 @@ class TrainConfig:
             errors.append(f"top_k must be a positive integer or None, got {self.top_k!r}")
         if self.temperature <= 0:
             errors.append(f"temperature must be > 0, got {self.temperature}")
+        errors += value_errors(self)     # nan/inf, min_lr > lr
         if errors:
             raise ConfigError("invalid training config: " + "; ".join(errors))
 
@@ -164,4 +169,8 @@ def load_preset(name_or_path) -> dict:
     unknown = sorted(set(d) - set(TrainConfig.field_names()))
     if unknown:
         raise ConfigError(f"config {str(path)!r}: unknown setting(s) {unknown}")
+    from .validation import settings_type_errors
+    errors = settings_type_errors(d, TrainConfig)
+    if errors:
+        raise ConfigError(f"config {str(path)!r}: " + "; ".join(errors))
     return d

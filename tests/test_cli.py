@@ -100,8 +100,8 @@ def test_config_file_path(tmp_path):
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.block_size) == (3, 96, 6, 64)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"n_layers": 3}))
-    assert main(["train", "--config", str(bad)]) == 1
-    assert main(["train", "--config", "nosuchpreset"]) == 1
+    assert main(["train", "--config", str(bad)]) == 2          # a usage error: argparse's exit status
+    assert main(["train", "--config", "nosuchpreset"]) == 2
 
 
 def test_bad_device_is_a_clear_error(tmp_path, corpus):

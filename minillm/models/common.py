@@ -41,6 +41,9 @@ def embed(idx, wte, wpe, drop, model_name: str = "model", what: str = "sequence"
     """The transformer's input: ``drop(wte(idx) + wpe(positions))`` for idx (B, T) int ->
     (B, T, E), positions 0..T-1. A sequence longer than the position table (block size) is an
     error naming ``model_name`` and ``what``."""
+    if len(idx.shape) != 2:
+        raise ValueError(f"{model_name}: token ids must be a (batch, time) array, got shape {tuple(idx.shape)}"
+                         + ("; add a batch dimension (idx[None])" if len(idx.shape) == 1 else ""))
     t = idx.shape[1]
     block_size = wpe.weight.shape[0]
     if t > block_size:

@@ -37,6 +37,21 @@ class GPTConfig:
     bias: bool = True
     gelu: str = "tanh"         # "tanh" (GPT-2's approximation) or "none" (exact erf)
 
+    def __post_init__(self):
+        errors = []
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+                errors.append(f"{name} must be a positive integer, got {value!r}")
+        if not errors and self.n_embd % self.n_head:
+            errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            errors.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.gelu not in ("tanh", "none"):
+            errors.append(f"gelu must be 'tanh' or 'none', got {self.gelu!r}")
+        if errors:
+            raise ValueError("GPTConfig: " + "; ".join(errors))
+
     def to_dict(self):
         return asdict(self)
 
@@ -96,8 +111,13 @@ class GPT(nn.Module):
         The context is cropped to the last ``block_size`` tokens (``crop=False`` makes a longer
         context an error instead). ``temperature`` < 1 sharpens, ``top_k`` keeps the k likeliest.
         """
-        if temperature <= 0:
-            raise ValueError(f"generate: temperature must be > 0, got {temperature}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) \
+                or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if not (temperature > 0 and np.isfinite(temperature)):
+            raise ValueError(f"generate: temperature must be a finite number > 0, got {temperature}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"generate: top_k must be a positive integer or None, got {top_k!r}")
         was_training = self.training
         self.eval()
         device = self.wte.weight.device
