@@ -44,7 +44,7 @@ class GPTConfig:
             if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
                 errors.append(f"{name} must be a positive integer, got {value!r}")
         if not errors and self.n_embd % self.n_head:
-            errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            errors.append(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             errors.append(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.gelu not in ("tanh", "none"):
