@@ -1,0 +1,108 @@
+"""Build the lessons into a small static site: every notebook executed and rendered to HTML with its
+figures in place, and an index page made from lessons/README.md.
+
+    python lessons/build_book.py                 # full mode (the numbers the lessons quote), slow
+    python lessons/build_book.py --quick         # MINILLM_QUICK=1: what CI builds, a few minutes
+    python lessons/build_book.py --quick 02 10   # only some lessons
+    python lessons/build_book.py --no-execute    # render the committed (output-free) notebooks as they are
+
+The site goes to ``lessons/_build/`` (git-ignored; open ``lessons/_build/index.html``). The committed
+notebooks are never modified: each one is executed in memory, in ``lessons/`` like ``pytest --nbmake``,
+and a failing cell fails the build. Uses nbclient and nbconvert (the ``dev`` and ``lessons`` extras).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import html
+import os
+import pathlib
+import re
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _link_html(text: str) -> str:
+    """Links between lessons point to the rendered pages."""
+    return re.sub(r'href="(\d\d_[\w-]+)\.ipynb', r'href="\1.html', text)
+
+
+def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int) -> tuple:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    os.environ["MINILLM_QUICK"] = "1" if quick else "0"
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.time()
+    if execute:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(HERE)}}).execute()
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    target = pathlib.Path(out_dir) / (pathlib.Path(path).stem + ".html")
+    target.write_text(_link_html(body), encoding="utf-8")
+    return pathlib.Path(path).stem, time.time() - t0
+
+
+def index_page(pages: list[str], quick: bool, executed: bool) -> str:
+    import mistune
+
+    readme = (HERE / "README.md").read_text(encoding="utf-8")
+    body = _link_html(mistune.html(readme))
+    mode = ("quick mode (MINILLM_QUICK=1): the numbers in these pages are a smoke test; the lessons' text "
+            "quotes full-mode runs" if quick else "full mode: these pages show the numbers the lessons quote")
+    if not executed:
+        mode = "not executed: the notebooks as committed, without outputs"
+    links = "".join(f'<li><a href="{p}.html">{html.escape(p)}</a></li>' for p in pages)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>minillm lessons</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em;line-height:1.45}}
+table{{border-collapse:collapse;font-size:0.9em}}td,th{{border:1px solid #ccc;padding:0.3em 0.5em;vertical-align:top}}
+code{{background:#f4f4f4;padding:0 0.2em}}pre{{background:#f4f4f4;padding:0.6em;overflow-x:auto}}</style>
+</head><body>
+<p><em>Built {stamp}, {html.escape(mode)}.</em></p>
+<h2>Pages</h2><ol>{links}</ol>
+{body}
+</body></html>
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("lessons", nargs="*", help="lesson numbers (default: all)")
+    ap.add_argument("--quick", action="store_true", help="run the notebooks with MINILLM_QUICK=1")
+    ap.add_argument("--no-execute", action="store_true", help="render without running")
+    ap.add_argument("--out", default=str(HERE / "_build"), help="output folder (default lessons/_build)")
+    ap.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = ap.parse_args(argv)
+    quick = args.quick or os.environ.get("MINILLM_QUICK", "0") not in ("", "0", "false", "False")
+    paths = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+    if args.lessons:
+        paths = [p for p in paths if p.name[:2] in args.lessons]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(build_one, str(p), str(out), quick, not args.no_execute, args.timeout): p
+                   for p in paths}
+        for fut in cf.as_completed(futures):
+            try:
+                name, seconds = fut.result()
+                print(f"built {name}.html ({seconds:.0f} s)", flush=True)
+            except Exception as exc:  # noqa: BLE001 - report every failing lesson, then fail
+                failed.append(futures[fut].stem)
+                print(f"FAILED {futures[fut].name}: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
+    pages = sorted(p.stem for p in out.glob("[0-9][0-9]_*.html"))
+    (out / "index.html").write_text(index_page(pages, quick, not args.no_execute), encoding="utf-8")
+    print(f"{len(pages)} pages and index.html in {out}" + (f"; FAILED: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
