@@ -422,7 +422,8 @@ class RunInterrupted(KeyboardInterrupt):
 class StopSignals:
     """``with StopSignals() as stop:`` turns the first SIGINT or SIGTERM into ``stop.signum``
     (checked by the training loop between steps, which then saves and stops); a second SIGINT
-    raises KeyboardInterrupt at once. Outside the main thread it does nothing."""
+    raises KeyboardInterrupt at once (the files stay intact: every write is atomic). Outside the
+    main thread, and for a signal the process ignores, it does nothing."""
 
     def __init__(self):
         self.signum = None
@@ -439,7 +440,8 @@ class StopSignals:
         signal = _signal()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
-                if sig is not None:
+                # a signal the process ignores (SIGINT of a background job) stays ignored
+                if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
                     self._previous[sig] = signal.signal(sig, self._handler)
         return self
 

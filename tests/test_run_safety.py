@@ -467,3 +467,20 @@ def test_item11_unexpected_errors_keep_their_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" in result.stderr and "RuntimeError: a bug" in result.stderr
     assert not (tmp_path / "o" / LOCK_FILE).exists()      # the lock went with the failed run
+
+
+def test_item4_second_ctrl_c_stops_at_once_and_ignored_signals_stay_ignored():
+    from minillm.rundir import StopSignals
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum == signal.SIGINT and stop.name == "SIGINT"     # the loop saves, then stops
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)                          # the user insists
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)              # e.g. a background job
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop.signum is None
+    finally:
+        signal.signal(signal.SIGINT, previous)
