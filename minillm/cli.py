@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .objectives import OBJECTIVES
     from .train_config import preset_names
     parser = argparse.ArgumentParser(prog="minillm", description="Train and sample small GPTs with minillm.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,sample,grow}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sample,grow,finetune}")
     sub.required = True
 
     train = sub.add_parser("train", help="train a GPT (nanoGPT-style flags)",
@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     grow.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
                       help="LiGO batch size (default: the run's)")
     grow.add_argument("--seed", type=int, default=1337)
+
+    from .finetune_cli import add_parser as add_finetune_parser   # `minillm finetune` (minillm/finetune_cli.py)
+    add_finetune_parser(sub)
     return parser
 
 
@@ -192,6 +195,9 @@ def _sample(args) -> int:
     from .text_generation import generate_text, load_for_sampling
     from .validation import prompt_error
     _check_sample_args(args)
+    from .finetune_cli import is_adapter_run, sample_adapter_run
+    if args.checkpoint in ("best", "last") and is_adapter_run(args.out_dir):
+        return sample_adapter_run(args)   # `minillm finetune` output: base checkpoint + adapter (LoRA merged)
     if args.checkpoint in ("best", "last"):
         checkpoint = load_run_checkpoint(args.out_dir, args.checkpoint)   # falls back to the other file
     else:
@@ -219,6 +225,11 @@ def _grow(args) -> int:
     grow_checkpoint(args.init_from, args.out_dir, args.n_layer, args.n_embd, args.n_head, args.method, args.noise,
                     args.ligo_steps, args.ligo_lr, args.batch_size, args.seed)
     return 0
+
+
+def _finetune(args) -> int:
+    from .finetune_cli import run
+    return run(args)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -257,7 +268,7 @@ def main(argv=None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         name = f"minillm {args.command}"
-        command = {"train": _train, "sample": _sample, "grow": _grow}[args.command]
+        command = {"train": _train, "sample": _sample, "grow": _grow, "finetune": _finetune}[args.command]
         previous_term = signal.signal(signal.SIGTERM, _on_sigterm) if hasattr(signal, "SIGTERM") else None
         previous_show, warnings.showwarning = warnings.showwarning, _show_warning
         try:
