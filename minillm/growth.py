@@ -374,7 +374,8 @@ class LiGO(nn.Module):
     ``forward(idx, targets=None)`` computes the large weights from the small model through the
     operator (differentiably) and runs the large model with them, so the operator trains on the
     ordinary LM loss. ``materialize()`` returns a plain large model with those weights.
-    ``flops_per_step(batch_size)`` counts one training step of the operator.
+    ``flops_per_step(batch_size)`` counts one training step of the operator. The operator has the
+    small model's dtype and device (build the LiGO after moving the small model, not before).
     """
 
     def __init__(self, small_model, large_config):
