@@ -210,32 +210,52 @@ def print_table(results: Dict[str, dict], keys=("train_loss", "val_loss", "loss_
 
 # --------------------------------------------------------------------------- plots
 def plot_histories(histories: Dict[str, dict], title: str = "", markers: Optional[Dict[str, int]] = None,
-                   accuracy: bool = True, logy: bool = False):
+                   accuracy: bool = True, logy: bool = False, zoom_val: bool = False):
     """Training curves of several runs side by side: loss (left) and accuracy (right), one colour
     per run, training dashed and validation solid. ``markers`` maps a run's label to an epoch to
-    mark with a vertical dotted line (e.g. where early stopping stopped). Returns the figure."""
+    mark with a vertical dotted line (e.g. where early stopping stopped); the line is in the legend.
+    ``zoom_val`` adds a panel with the validation losses alone on a linear axis, zoomed to the
+    range from their lowest point to their highest one after it: where the overfitting rise and
+    differences of a few hundredths live, which a log axis spanning the training loss's decades hides. One legend, below the panels, off the data.
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
-    ncols = 2 if accuracy else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    panels = [("loss", "cross-entropy loss", False)]
+    if zoom_val:
+        panels.append(("loss", "validation loss (zoomed)", True))
+    if accuracy:
+        panels.append(("acc", "accuracy", False))
+    ncols = len(panels)
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.2), squeeze=False)
     axes = axes[0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    panels = [("loss", "cross-entropy loss")] + ([("acc", "accuracy")] if accuracy else [])
-    for ax, (metric, ylabel) in zip(axes, panels):
+    for ax, (metric, ylabel, zoomed) in zip(axes, panels):
         for k, (label, h) in enumerate(histories.items()):
             c = colors[k % len(colors)]
             epochs = np.arange(1, len(h[f"val_{metric}"]) + 1)
-            ax.plot(epochs, h[f"train_{metric}"], "--", color=c, alpha=0.8, label=f"{label} (train)")
+            if not zoomed:
+                ax.plot(epochs, h[f"train_{metric}"], "--", color=c, alpha=0.8, label=f"{label} (train)")
             ax.plot(epochs, h[f"val_{metric}"], "-", color=c, label=f"{label} (val)")
             if markers and label in markers:
-                ax.axvline(markers[label], color=c, linestyle=":", linewidth=2)
+                ax.axvline(markers[label], color=c, linestyle=":", linewidth=2,
+                           label=f"{label}: stopped after epoch {markers[label]}")
+        if zoomed:   # from the lowest validation loss to the highest one after each curve's minimum
+            curves = [np.asarray(h["val_loss"], dtype=float) for h in histories.values()]
+            lo = min(float(c.min()) for c in curves)
+            hi = max(float(c[int(np.argmin(c)):].max()) for c in curves)
+            pad = 0.35 * (hi - lo) + 1e-6
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        if metric == "loss" and logy:
+        if metric == "loss" and logy and not zoomed:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    ncol_legend = min(len(labels), 4)
+    rows = -(-len(labels) // ncol_legend) if labels else 0
+    fig.subplots_adjust(bottom=0.14 + 0.06 * rows)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol_legend, fontsize=8, frameon=False)
     return fig
