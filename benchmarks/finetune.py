@@ -87,13 +87,14 @@ class Config:
     lr_grid: Tuple[float, ...] = (1e-3, 3e-3, 1e-2)
     seeds: Tuple[int, ...] = (0, 1, 2)
     weak_examples: int = 1024
+    max_eval: Optional[int] = None     # cap the dev/test speeches (quick runs)
     quick: bool = False
 
     @classmethod
     def quick_config(cls):
-        return cls(pretrain_steps=20, lm_steps=4, eval_batches=2, labels_per_class=(4, 16), clf_steps=4,
-                   method_labels_per_class=8, lr_grid=(1e-3,), seeds=(0,), weak_examples=64, n_layer=2,
-                   n_embd=32, quick=True)
+        return cls(pretrain_steps=5, lm_steps=2, eval_batches=1, labels_per_class=(2, 4), clf_steps=2,
+                   method_labels_per_class=4, lr_grid=(1e-3,), seeds=(0,), weak_examples=32, n_layer=2,
+                   n_embd=16, block_size=32, min_chars=32, max_eval=48, quick=True)
 
 
 # ------------------------------------------------------------------ data
@@ -278,6 +279,9 @@ def experiment_2(cfg: Config, out_dir: Path, log) -> dict:
     texts, labels, names = speeches(cfg, train_plays)
     seqs = [np.asarray(tok.encode(t), dtype=np.int64) for t in texts]
     split = split_indices(labels)
+    if cfg.max_eval:
+        split = {k: (v if k == "train" else np.sort(np.random.default_rng(0).permutation(v)[:cfg.max_eval]))
+                 for k, v in split.items()}
     pad = 0
     n_cls = len(cfg.plays)
 
@@ -504,11 +508,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--exp", choices=["1", "2", "both"], default="both")
     parser.add_argument("--out-dir", default="out/finetune")
+    parser.add_argument("--results-dir", default=None, help="where the report goes (default: benchmarks/results)")
     parser.add_argument("--results", default=None, help="merge into this JSON (default: benchmarks/results/finetune.json)")
     parser.add_argument("--merge", nargs="*", default=None,
                         help="run nothing: merge these JSON files (experiments run in separate processes) into the "
                              "results and rewrite the report")
     args = parser.parse_args(argv)
+    global RESULTS
+    if args.results_dir:
+        RESULTS = Path(args.results_dir)
     cfg = Config.quick_config() if args.quick else Config()
     suffix = "_quick" if args.quick else ""
     out_dir = Path(args.out_dir)
