@@ -463,6 +463,8 @@ class Trainer:
             if pbar is not None:
                 pbar.close()
         self._stop_if_signalled()
+        if getattr(self, "_stop", None) is not None:
+            self._stop.__exit__(None, None, None)   # training is saved: Ctrl-C now stops the sample at once
         if profiler is not None and 0 < profiler.steps < cfg.profile_steps:
             self.log(profiler.table())
 

@@ -484,3 +484,20 @@ def test_item4_second_ctrl_c_stops_at_once_and_ignored_signals_stay_ignored():
         assert stop.signum is None
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_item4_ctrl_c_after_training_stops_the_sample_at_once(tmp_path, monkeypatch):
+    """Once the last checkpoint is written, Ctrl-C is an ordinary KeyboardInterrupt again (a long
+    final sample is not waited for)."""
+    from minillm import train as train_mod
+    corpus = write_corpus(tmp_path / "corpus.txt")
+
+    def slow_sample(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the sample went on after Ctrl-C")
+    monkeypatch.setattr(train_mod, "generate_text", slow_sample)
+    with pytest.raises(KeyboardInterrupt) as info:
+        Trainer(tiny_config(tmp_path / "run", corpus, max_iters=2, eval_interval=2, sample_tokens=5), log=None).train()
+    assert type(info.value) is KeyboardInterrupt
+    assert load_checkpoint(tmp_path / "run" / "last.npz").iter_num == 2
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
