@@ -352,7 +352,10 @@ class Trainer:
             return self._train()
 
     def _stop_if_signalled(self) -> None:
-        """After SIGINT/SIGTERM (``StopSignals``): save ``last.npz`` here and stop."""
+        """After SIGINT/SIGTERM (``StopSignals``): save ``last.npz`` here and stop. Resuming from
+        it is bit for bit on the CPU; on a GPU, saving re-keys the dropout generators
+        (``backend.get_rng_state``), so with dropout the resumed run draws other (equally random)
+        masks than an uninterrupted one would from that iteration on."""
         stop = getattr(self, "_stop", None)
         if stop is None or stop.signum is None:
             return
