@@ -310,8 +310,8 @@ def load_run_checkpoint(out_dir, which: str = "last"):
             continue
         if errors:
             bad, exc = errors[0]
-            warnings.warn(f"{exc}; using {str(path)!r} (iteration {checkpoint.iter_num}) instead", UserWarning,
-                          stacklevel=2)
+            # (stacklevel 1: the CLI and the Trainer both load; the same warning shows once)
+            warnings.warn(f"{exc}; using {str(path)!r} (iteration {checkpoint.iter_num}) instead", UserWarning)
         return checkpoint
     if len(errors) == 1:
         raise errors[0][1]
