@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     grow.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
                       help="LiGO batch size (default: the run's)")
     grow.add_argument("--seed", type=int, default=1337)
+    grow.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in OUT_DIR (without it, such an out-dir is refused)")
 
     from .finetune_cli import add_parser as add_finetune_parser   # `minillm finetune` (minillm/finetune_cli.py)
     add_finetune_parser(sub)
@@ -222,8 +224,13 @@ def _sample(args) -> int:
 
 def _grow(args) -> int:
     from .growth import grow_checkpoint
-    grow_checkpoint(args.init_from, args.out_dir, args.n_layer, args.n_embd, args.n_head, args.method, args.noise,
-                    args.ligo_steps, args.ligo_lr, args.batch_size, args.seed)
+    from .rundir import RunLock, check_out_dir, clear_run
+    check_out_dir(args.out_dir, resume=False, overwrite=args.overwrite)   # never replaces a run silently
+    with RunLock(args.out_dir):
+        if args.overwrite:
+            clear_run(args.out_dir)
+        grow_checkpoint(args.init_from, args.out_dir, args.n_layer, args.n_embd, args.n_head, args.method,
+                        args.noise, args.ligo_steps, args.ligo_lr, args.batch_size, args.seed)
     return 0
 
 

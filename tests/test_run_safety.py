@@ -501,3 +501,17 @@ def test_item4_ctrl_c_after_training_stops_the_sample_at_once(tmp_path, monkeypa
     assert type(info.value) is KeyboardInterrupt
     assert load_checkpoint(tmp_path / "run" / "last.npz").iter_num == 2
     assert not (tmp_path / "run" / LOCK_FILE).exists()
+
+
+def test_item1_grow_refuses_an_out_dir_holding_a_run(run_dir):
+    corpus, out = run_dir
+    small = out.parent / "small"
+    shutil.copytree(out, small)
+    before = snapshot(out)
+    line = one_error_line(run_cli("grow", "--init-from", small, "--n-layer", "2", "--out-dir", out), 2)
+    assert str(out) in line and "already holds a run" in line and "--overwrite" in line
+    assert snapshot(out) == before
+    result = run_cli("grow", "--init-from", small, "--n-layer", "2", "--out-dir", out, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out / "last.npz").model_config["n_layer"] == 2
+    assert not (out / "ckpt.npz").exists() and not (out / "log.jsonl").exists()   # the old run is gone
