@@ -51,7 +51,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import backend, rundir
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .fileio import write_text_atomic
 from .objectives import OBJECTIVES
 from .profiler import OpProfiler, synchronize

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -159,7 +160,6 @@ def test_item2_and_4_two_live_runs_and_sigterm_saves(tmp_path):
             if log.exists() and log.read_text().count('"train"') >= 3:
                 break
             assert first.poll() is None, first.communicate()
-            import time
             time.sleep(0.05)
         second = run_cli("train", *TINY, "--max-iters", "3", "--data", corpus, "--out-dir", out)
         line = one_error_line(second, 1)
@@ -234,7 +234,6 @@ def test_repair_log_orders_records():
 def flip_central_directory_byte(path):
     """Damage the archive's central directory (the compression method of its first entry)."""
     data = bytearray(path.read_bytes())
-    pos = data.rfind(b"PK\x01\x02", 0, data.rfind(b"PK\x05\x06"))
     pos = data.find(b"PK\x01\x02")                      # the first central directory entry
     data[pos + 10] ^= 0x5A                              # its compression method
     path.write_bytes(bytes(data))
