@@ -320,6 +320,24 @@ def load_run_checkpoint(out_dir, which: str = "last"):
 
 
 # ------------------------------------------------------------------ resuming
+def file_stamp(path):
+    """What identifies the version of a file on disk (size, modification time, inode)."""
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def check_unchanged(path, stamp) -> None:
+    """OutDirError when the checkpoint a resumed run loaded was replaced since (another process
+    trained the run between loading it and taking the lock)."""
+    try:
+        same = file_stamp(path) == stamp
+    except OSError:
+        same = False
+    if not same:
+        raise OutDirError(f"{str(path)!r} changed after this run loaded it (another process trained the run in "
+                          f"the meantime); resume again to continue from the new checkpoint")
+
+
 def text_fingerprint(*texts) -> str:
     """A SHA-256 of the corpus splits (stored in checkpoints; a resumed run must see the same data)."""
     h = hashlib.sha256()

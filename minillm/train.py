@@ -126,6 +126,7 @@ class Trainer:
         if config.resume:
             checkpoint = rundir.load_run_checkpoint(self.out_dir, "last")   # falls back to ckpt.npz
             path = checkpoint.path
+            self._resume_stamp = rundir.file_stamp(path)    # train() checks nobody trained it since
             rundir.check_resume_settings(checkpoint, config)
             saved_model = checkpoint.train_config
             changed = {k: (saved_model[k], getattr(config, k)) for k in MODEL_FIELDS
@@ -346,6 +347,8 @@ class Trainer:
                          f"which is no longer running")
             if not getattr(self, "_log_ready", False):
                 rundir.check_out_dir(self.out_dir, self.resumed_from is not None, self.config.overwrite)
+                if self.resumed_from is not None:
+                    rundir.check_unchanged(self.resumed_from, self._resume_stamp)
                 if self.config.overwrite and self.resumed_from is None:
                     rundir.clear_run(self.out_dir)
             rundir.remove_stale_temp_files(self.out_dir)

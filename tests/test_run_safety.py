@@ -514,3 +514,17 @@ def test_item1_grow_refuses_an_out_dir_holding_a_run(run_dir):
     assert result.returncode == 0, result.stderr
     assert load_checkpoint(out / "last.npz").model_config["n_layer"] == 2
     assert not (out / "ckpt.npz").exists() and not (out / "log.jsonl").exists()   # the old run is gone
+
+
+def test_item2_resume_refuses_a_checkpoint_replaced_after_loading(tmp_path):
+    """Two resumes started together: the one that takes the lock second must not continue from
+    the state it loaded before the other one trained the run further."""
+    from minillm.rundir import OutDirError
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    out = tmp_path / "run"
+    Trainer(tiny_config(out, corpus, max_iters=2, eval_interval=2), log=None).train()
+    late = Trainer(tiny_config(out, corpus, max_iters=6, eval_interval=2, resume=True), log=None)
+    Trainer(tiny_config(out, corpus, max_iters=4, eval_interval=2, resume=True), log=None).train()
+    with pytest.raises(OutDirError, match="changed after this run loaded it"):
+        late.train()
+    assert load_checkpoint(out / "last.npz").iter_num == 4
