@@ -503,11 +503,75 @@ def markdown(results: dict, pngs: List[str]) -> str:
         for name, accs in w["rows"].items():
             L.append(f"| {name} | {_ms(accs)} |")
         L.append("")
+    L += observations(results)
     L += ["## Published anchors beside ours", "",
           "| claim (paper) | published | here |", "|---|---|---|"]
     L += anchor_rows(results)
     L += ["", f"Regenerate: `python benchmarks/finetune.py`."]
     return "\n".join(L) + "\n"
+
+
+def observations(results) -> List[str]:
+    """What the numbers show, written from the numbers (so the text cannot go stale)."""
+    L = ["## What the runs show", ""]
+    e1, e2 = results.get("exp1"), results.get("exp2")
+    if e1:
+        b, m, w = e1["base"], e1["methods"], e1["wise"]
+        f = m["full"]
+        L.append(f"- **Forgetting.** Full fine-tuning moved the ID loss by {f['id'] - b['id']:+.4f} and the OOD loss by "
+                 f"{f['ood'] - b['ood']:+.4f} (nats per character). Methods whose OOD loss stayed within 0.005 of the "
+                 "pre-trained model's: " + (", ".join(k for k, r in m.items() if r["ood"] <= b["ood"] + 0.005) or "none")
+                 + ".")
+        best = min(w, key=lambda r: r["id"] + r["ood"])
+        both = [r["alpha"] for r in w if r["id"] <= f["id"] and r["ood"] <= f["ood"] and r["alpha"] < 1]
+        L.append(f"- **WiSE-FT.** The lowest ID + OOD loss is at α = {best['alpha']:.1f} (ID {best['id']:.4f}, OOD "
+                 f"{best['ood']:.4f}; full FT {f['id']:.4f} / {f['ood']:.4f}; pre-trained {b['id']:.4f} / {b['ood']:.4f}). "
+                 + (f"Every α in {both} is at least as good as full fine-tuning on *both* ID and OOD: the weight "
+                    "average costs nothing and repairs most of the forgetting." if both else
+                    "No α < 1 beats full fine-tuning on both losses at once."))
+        lora, full_ms = m["lora"], f["ms_per_step"]
+        L.append(f"- **PEFT.** LoRA trains {lora['trainable']:,} weights ({100 * lora['trainable'] / lora['total']:.1f}%) "
+                 f"and reaches ID {lora['id']:.4f} against full FT's {f['id']:.4f}; adapters {m['adapter']['id']:.4f}; "
+                 f"LoReFT {m['reft']['id']:.4f} with {m['reft']['trainable']:,}. Their checkpoints are "
+                 f"{lora['checkpoint_bytes'] / 1024:.0f}, {m['adapter']['checkpoint_bytes'] / 1024:.0f} and "
+                 f"{m['reft']['checkpoint_bytes'] / 1024:.0f} KiB against {f['checkpoint_bytes'] / 1024:.0f} KiB. "
+                 f"Per step: full {full_ms:.0f} ms, freeze {m['freeze']['ms_per_step']:.0f}, LoRA "
+                 f"{lora['ms_per_step']:.0f}, adapter {m['adapter']['ms_per_step']:.0f}, LoReFT "
+                 f"{m['reft']['ms_per_step']:.0f}. A frozen weight saves its gradient and its AdamW update, not the "
+                 "backward through the activations above the lowest adapted layer; `freeze` also stops the backward "
+                 "at its lowest trainable block"
+                 + (", and unmerged LoRA's extra matrix products made it slower than full fine-tuning here"
+                    if lora["ms_per_step"] > full_ms else "") + ". "
+                 "The ms/step and peak-memory columns were measured on 2 cores shared with other jobs: "
+                 "read them as rough.")
+        L.append(f"- **Linear probe / LP-FT.** The LM's \"head\" is tied to the input embedding, so a probe's gradient "
+                 "still flows through the whole network (its memory equals full fine-tuning's). LP-FT's OOD loss "
+                 f"{m['lp-ft']['ood']:.4f} against full FT's {f['ood']:.4f}: "
+                 + ("lower" if m["lp-ft"]["ood"] < f["ood"] else "not lower") + " — Kumar et al.'s argument is about a "
+                 "randomly initialized *new* head, which a language model adapted to more text of the same "
+                 "vocabulary does not have.")
+    if e2:
+        c = e2["curves"]
+        gaps = []
+        for k in c["pre-trained"]:
+            pre, scr = np.array(c["pre-trained"][k]), np.array(c["scratch"][k])
+            sd = max(pre.std(), scr.std())
+            gaps.append(f"{k}/class {pre.mean() - scr.mean():+.3f}" + (" (> 2 std)" if pre.mean() - scr.mean() > 2 * sd
+                                                                     else ""))
+        L.append("- **Does pre-training pay?** Test accuracy of the pre-trained backbone minus the one from scratch: "
+                 + "; ".join(gaps) + ".")
+        ms = e2["methods"]
+        ranked = sorted(ms.items(), key=lambda kv: -np.mean(kv[1]["test"]))
+        L.append(f"- **Methods at {results['config']['method_labels_per_class']} labels per class.** Best: "
+                 + ", ".join(f"{k} {np.mean(v['test']):.3f}" for k, v in ranked[:3]) + "; worst: "
+                 + ", ".join(f"{k} {np.mean(v['test']):.3f}" for k, v in ranked[-2:]) + ".")
+        wk = e2["weak"]["rows"]
+        names = list(wk)
+        L.append(f"- **Weak supervision.** Rules alone: {np.mean(wk[names[2]]):.3f}; with self-training "
+                 f"{np.mean(wk[names[3]]):.3f}; gold labels on the same windows {np.mean(wk[names[1]]):.3f}, on the "
+                 f"whole pool {np.mean(wk[names[0]]):.3f}.")
+    L.append("")
+    return L
 
 
 def anchor_rows(results) -> List[str]:
