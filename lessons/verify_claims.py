@@ -16,7 +16,8 @@ checked is its first one, or ``number`` when given; with
 expression searched in what the notebook printed (all its stream outputs, in order; ``cell`` limits
 it to one cell id, ``occurrence`` picks the n-th match, default the first); its first group is the
 measured number, times ``scale`` (default 1). ``mode`` says which run prints it: ``full`` (default)
-or ``quick`` (``MINILLM_QUICK=1``). The measured number is rounded the way the quote is written
+or ``quick`` (``MINILLM_QUICK=1``); with ``file`` (a path from the repository root) the expression is
+searched in that file instead, for numbers a lesson quotes from a results file. The measured number is rounded the way the quote is written
 (decimals, significant digits in ``4.0e-10``, thousands separators in ``2,410``) and must equal it.
 
     python lessons/verify_claims.py 10                 # run lesson 10 in full mode, then compare
@@ -156,7 +157,7 @@ def static_problems(number: str) -> list[str]:
     row = readme_row(number)
     for k, claim in enumerate(table.get("claims", [])):
         where = f"{number} claim {k} ({claim.get('text')!r})"
-        unknown = set(claim) - {"text", "number", "output", "scale", "mode", "readme", "cell", "occurrence", "note"}
+        unknown = set(claim) - {"text", "number", "output", "scale", "mode", "readme", "cell", "occurrence", "note", "file"}
         if unknown or "text" not in claim or "output" not in claim:
             problems.append(f"{where}: needs 'text' and 'output' (unknown keys: {sorted(unknown)})")
             continue
@@ -207,7 +208,12 @@ def compare(number: str, runs: dict) -> list[tuple]:
     for claim in load_claims(number)["claims"]:
         mode = claim.get("mode", "full")
         written = claim_number(claim)
-        matches = re.findall(claim["output"], printed(runs[mode], claim.get("cell")))
+        if claim.get("file"):        # a number the lesson quotes from a results file of the repository
+            mode = claim["file"]
+            source = (HERE.parent / claim["file"]).read_text(encoding="utf-8")
+        else:
+            source = printed(runs[mode], claim.get("cell"))
+        matches = re.findall(claim["output"], source)
         k = claim.get("occurrence", 0)
         if not matches or k >= len(matches) or k < -len(matches):
             rows.append((mode, claim["text"], "not printed", False))
@@ -240,7 +246,7 @@ def main(argv=None) -> int:
         if args.static:
             print(f"{number}: {len(load_claims(number)['claims'])} claims, text {'OK' if not problems else 'FAILS'}")
             continue
-        modes = {c.get("mode", "full") for c in load_claims(number)["claims"]}
+        modes = {c.get("mode", "full") for c in load_claims(number)["claims"] if not c.get("file")}
         runs = {}
         for mode in sorted(modes):
             given = args.executed if mode == "full" else args.quick_executed
