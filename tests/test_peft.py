@@ -465,3 +465,15 @@ def test_set_lr_honours_lr_scale():
     opt = mm.optim.AdamW([{"params": list(a.parameters()), "lr_scale": 0.5}, {"params": list(b.parameters())}], lr=1.0)
     set_lr(opt, 0.2)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.2]
+
+
+def test_print_line_matches_hugging_face_peft(capsys):
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    mm.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(32, 64), nn.Linear(64, 32))
+    theirs = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.Linear(64, 32))
+    get_peft_model(ours, LoraConfig(r=4, target_modules=["0", "1"])).print_trainable_parameters()
+    peft.get_peft_model(theirs, peft.LoraConfig(r=4, target_modules=["0", "1"])).print_trainable_parameters()
+    mine, ref = capsys.readouterr().out.splitlines()
+    assert mine == ref
