@@ -85,5 +85,5 @@ def exercise_3(fn):
         f"f1 = f'(x) is wrong: at x = {xs[:3]} expected {d1[:3]}, got {f1[:3]}. Hint: (f1,) = "
         "minillm.grad((x * minillm.sigmoid(x)).sum(), [x], create_graph=True)")
     assert np.allclose(f2, d2, atol=1e-8), (
-        f"f2 = f''(x) is wrong: at x = {xs[:3]} expected {d2[:3]}, got {f2[:3]}. Hint: differentiate "
-        "f1.sum() with minillm.grad again; the first call needs create_graph=True")
+        f"f2 = f''(x) is wrong: at x = {xs[:3]} expected {d2[:3]}, got {f2[:3]}. To differentiate f1 "
+        "again, the first gradient must itself be part of a graph: what does the first call need for that?")
