@@ -118,6 +118,9 @@ def finetune(backbone, train_seqs, train_labels, val_seqs, val_labels, *, num_cl
     from .models.classifier import SequenceClassifier
     if method not in METHODS:
         raise ValueError(f"finetune: unknown method {method!r}; choose one of {METHODS}")
+    if unfreeze_every and method != "full":
+        raise ValueError(f"finetune: gradual unfreezing (unfreeze_every) ends with every weight training; it goes "
+                         f"with method='full', not {method!r}")
     backend.manual_seed(seed)
     clf = SequenceClassifier(backbone, num_classes, pooling=pooling, dropout=dropout)
     device = clf.head.weight.device

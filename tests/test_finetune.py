@@ -139,6 +139,9 @@ def test_finetune_rejects_unknown_method_and_wrong_config():
     seqs, labels = toy_task()
     with pytest.raises(ValueError, match="unknown method 'prompt'"):
         FT.finetune(tiny_gpt(), seqs, labels, seqs, labels, num_classes=2, pad_id=0, steps=1, method="prompt")
+    with pytest.raises(ValueError, match="gradual unfreezing"):
+        FT.finetune(tiny_gpt(), seqs, labels, seqs, labels, num_classes=2, pad_id=0, steps=1, method="lora",
+                    unfreeze_every=2)
     with pytest.raises(TypeError, match="LoraConfig"):
         FT.finetune(tiny_gpt(), seqs, labels, seqs, labels, num_classes=2, pad_id=0, steps=1, method="lora",
                     peft_config=ReftConfig())
