@@ -3,6 +3,7 @@
     minillm train [--config cpu|gpu|FILE.json] [--max-iters N] [--device cuda] [--out-dir out] ...
     minillm train --resume --out-dir out --max-iters 4000     # continue a run exactly
     minillm sample --out-dir out --prompt "ROMEO:" --max-new-tokens 500
+    minillm finetune --init-from out --method lora --genre comedies --out-dir out-lora   # finetune_cli.py
 
 ``train`` settings come, lowest priority first, from: the TrainConfig defaults, the preset or
 JSON file of ``--config`` (``cpu`` when not given), the checkpoint's own settings when
