@@ -199,3 +199,21 @@ def test_load_state_dict_refuses_integer_and_non_finite_values():
     with pytest.raises(ValueError, match="'bias' holds NaN or infinite values"):
         layer.load_state_dict({**state, "bias": bad})
     layer.load_state_dict(state)      # the intact state still loads
+
+
+# ------------------------------------------------------------ float16 parameters: float32 master weights
+def test_float16_parameters_are_updated_through_float32_master_weights():
+    p = nn.Parameter(mm.tensor(np.full(4, 1000.0), dtype=mm.float16))
+    opt = optim.AdamW([p], lr=1e-3, weight_decay=0.0)
+    for _ in range(10):
+        p.grad = mm.tensor(np.ones(4), dtype=mm.float16)
+        opt.step()
+    # each step moves the weight by lr = 1e-3, far below float16's spacing at 1000 (0.5): only a
+    # float32 master copy accumulates the 10 steps (1000 − 0.01); the float16 weight is its rounding
+    master = opt.state[p]["master_param"]
+    assert master.dtype == np.float32 and opt.state[p]["exp_avg"].dtype == np.float32
+    np.testing.assert_allclose(master, 1000.0 - 10 * 1e-3, rtol=1e-6)
+    assert p.dtype == mm.float16 and np.isfinite(p.numpy()).all()
+    restored = optim.AdamW([p], lr=1e-3, weight_decay=0.0)
+    restored.load_state_dict(opt.state_dict())
+    assert restored.state[p]["master_param"].dtype == np.float32

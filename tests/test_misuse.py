@@ -106,8 +106,6 @@ def test_trainer_path_refuses_float16_parameters():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.xfail(strict=True, reason="engine change for the lead (issue 9, item 9): AdamW must refuse float16 "
-                                       "parameters with a clear error, or keep its state and arithmetic in float32")
 def test_adamw_on_float16_parameters_refuses_or_stays_finite():
     from minillm.optim import AdamW
     model = tiny_gpt()

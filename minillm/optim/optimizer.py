@@ -125,8 +125,37 @@ class Optimizer:
             with set_grad_enabled(True):
                 loss = closure()
         for group in self.param_groups:
-            self._step_group(group)
+            half = self._swap_in_float32_masters(group)
+            try:
+                self._step_group(group)
+            finally:
+                self._swap_out_float32_masters(half)
         return loss
+
+    # ------------------------------------------------------------------ float16 parameters
+    # Updating float16 weights in float16 fails twice: ε = 1e-8 underflows to 0 (Adam divides by
+    # √v + 0 and gives inf/NaN), and an update smaller than half a float16 ulp of the weight is
+    # rounded away. So, as PyTorch's mixed-precision recipe does with "master weights", each
+    # float16 parameter is updated through a float32 copy kept in its state ("master_param"):
+    # the update rule runs on the float32 copy, with a float32 gradient and float32 state, and
+    # the parameter receives the rounded result.
+    def _swap_in_float32_masters(self, group: dict) -> list:
+        swapped = []
+        for p in group["params"]:
+            if p.grad is None or p.data.dtype != np.float16:
+                continue
+            master = self.state.get(p, {}).get("master_param")
+            if master is None or backend.device_of(master) != backend.device_of(p.data):
+                master = p.data.astype(np.float32)
+            swapped.append((p, p._data, p.grad, master))
+            p._data, p.grad = master, type(p.grad)(p.grad.data.astype(np.float32))
+        return swapped
+
+    def _swap_out_float32_masters(self, swapped: list) -> None:
+        for p, half, grad, master in swapped:
+            half[...] = master            # round to float16, in place (the parameter's array)
+            p._data, p.grad = half, grad
+            self.state.setdefault(p, {})["master_param"] = master
 
     # ------------------------------------------------------------------ for subclasses
     def _init_state(self, p, group: dict) -> dict:
@@ -247,7 +276,9 @@ class Optimizer:
                     if tuple(value.shape) != tuple(p.data.shape):
                         raise ValueError(f"load_state_dict: state {name!r} of parameter {index} has shape "
                                          f"{tuple(value.shape)} but the parameter has shape {tuple(p.data.shape)}")
-                    dtype = p.data.dtype if value.dtype.kind == "f" else value.dtype
+                    # float state in the parameter's dtype (float32 for a float16 parameter: see above)
+                    param_dtype = np.float32 if p.data.dtype == np.float16 else p.data.dtype
+                    dtype = param_dtype if value.dtype.kind == "f" else value.dtype
                     value = backend.to_device(value, device)
                     value = value.astype(dtype, copy=True)  # a copy: never alias the caller's arrays
                 entry[name] = value
