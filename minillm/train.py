@@ -35,6 +35,17 @@ the iteration.
 The step itself (learning rate, forward, backward, clipping, optimizer step, divergence check)
 is ``minillm.training_step.TrainingStep``, the one pre-training and fine-tuning use too.
 
+Data parallelism (``minillm/distributed.py``): under ``mpirun -n N`` every process builds the
+same trainer; ``batch_size`` stays the global batch and every rank draws the same global batch
+(the same batch generator) and computes rows ``[r·B/N, (r+1)·B/N)`` of it; the gradients (and the
+loss) are averaged over ranks in buckets between the backward pass and clipping; evaluation
+losses are averaged over ranks (each evaluates its rows of the same eval batches); rank 0 alone
+holds the out-dir lock and writes logs, checkpoints, plots and samples. The parameters start
+from rank 0's (a broadcast), the settings are compared across ranks at start, and dropout draws
+from a generator of its own on ranks > 0 (``[seed, rank, iteration]``). With ``grad_accum`` = K
+each rank splits its rows into K micro-batches (gradient accumulation, the one-process
+equivalent). One process (no ``mpirun``) behaves exactly as before.
+
 Objectives: ``config.objective`` names an entry of ``minillm.objectives.OBJECTIVES`` (how to draw
 a batch, how to compute the loss, which model to build): ``"causal"`` (a GPT), ``"mlm"`` (a
 BERT) or ``"span"`` (a T5); ``register_objective`` adds others without touching the loop.
@@ -50,7 +61,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import backend, rundir
+from . import backend, distributed, rundir
 from .checkpoint import save_checkpoint
 from .fileio import write_text_atomic
 from .objectives import OBJECTIVES
@@ -58,7 +69,7 @@ from .profiler import OpProfiler, synchronize
 from .tensor import tensor
 from .text_generation import generate_text
 from .train_config import MODEL_FIELDS, ConfigError, TrainConfig
-from .validation import float16_error, prompt_error
+from .validation import prompt_error
 from .training_step import (EVAL_BATCH_STREAM, TRAIN_BATCH_STREAM, VAL_EVAL_BATCH_STREAM, TrainingDivergedError,
                             TrainingStep, estimate_loss, make_optimizer)
 
@@ -115,12 +126,18 @@ class Trainer:
         from .data import BPETokenizer, CharTokenizer, Tokenizer, encode_cached, load_corpus
 
         config.validate()
-        self.log = log or (lambda *a, **k: None)
-        self.device = backend.normalize_device(config.device)  # a clear DeviceError before any work
+        # one process without mpirun; under `mpirun -n N`, this rank of N (cuda -> cuda:{local rank})
+        self.dist = distributed.init_process_group(config.device)   # a clear DeviceError before any work
+        self.rank, self.world_size = self.dist.rank, self.dist.world_size
+        self.is_main = self.rank == 0                # rank 0 alone prints and writes
+        distributed.check_batch_split(config.batch_size, self.world_size, config.grad_accum)
+        self.log = (log or (lambda *a, **k: None)) if self.is_main else (lambda *a, **k: None)
+        self.device = self.dist.device
         self.out_dir = Path(config.out_dir)
         self.objective = OBJECTIVES[config.objective]
-        rundir.check_not_locked(self.out_dir)      # another live run: fail before any work
-        rundir.check_out_dir(self.out_dir, config.resume, config.overwrite)
+        if self.is_main:                           # the out-dir is rank 0's
+            rundir.check_not_locked(self.out_dir)      # another live run: fail before any work
+            rundir.check_out_dir(self.out_dir, config.resume, config.overwrite)
 
         checkpoint = None
         if config.resume:
@@ -194,12 +211,13 @@ class Trainer:
                 self.objective.configure_model(self.model_config, tokenizer)
         self.model = ModelClass(self.model_config)
         self.model.to(self.device)
-        problem = float16_error(self.model, "AdamW")
-        if problem:
-            raise ConfigError(problem)
         self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay, betas=(config.beta1, config.beta2))
+        # several processes: average the gradients (and the loss) over ranks before clipping
+        self.grad_reducer = (distributed.GradientReducer(self.model.parameters(), self.dist)
+                             if self.world_size > 1 else None)
         self.train_step = TrainingStep(self.model, self.optimizer, lambda *batch: self.loss(batch),
-                                       lambda it: get_lr(it, self.config), config.grad_clip)
+                                       lambda it: get_lr(it, self.config), config.grad_clip,
+                                       grad_hook=self.grad_reducer)
         self.batch_rng = np.random.default_rng([config.seed, TRAIN_BATCH_STREAM])
         self.iter_num = 0
         self.best_val_loss = math.inf
@@ -230,13 +248,38 @@ class Trainer:
         elif init is not None:
             self.model.load_state_dict(init.model_state)
         self.resumed_from = checkpoint.path if checkpoint is not None else None
+        if self.world_size > 1:
+            # same settings, data and iteration on every rank; rank 0's weights everywhere; dropout
+            # masks that differ between ranks (the batch generator stays shared)
+            distributed.check_same_config({"config": self.config.to_dict(), "data_sha256": self.data_sha256,
+                                           "iter_num": self.iter_num}, self.dist)
+            distributed.broadcast_parameters(self.model, 0, self.dist)
+            if self.rank > 0:
+                seed = np.random.SeedSequence([config.seed, self.rank, self.iter_num]).generate_state(1)[0]
+                backend.manual_seed(int(seed))
 
     # ------------------------------------------------------------------ pieces
-    def get_batch(self, split: str = "train", rng=None):
-        """A batch of ``split`` as tensors on the device (from the training generator by default)."""
+    def _draw(self, split: str, rng) -> tuple:
+        """This rank's rows of a global batch of ``split`` (arrays; every row with one process)."""
         data = self.train_data if split == "train" else self.val_data
         arrays = self.objective.get_batch(data, self.config, self.batch_rng if rng is None else rng, self.tokenizer)
-        return tuple(tensor(a, device=self.device) for a in arrays)
+        return distributed.shard_batch(arrays, self.rank, self.world_size)
+
+    def get_batch(self, split: str = "train", rng=None):
+        """A batch of ``split`` as tensors on the device (from the training generator by default).
+        Under ``mpirun -n N``: this rank's ``batch_size / N`` rows of the global batch, which every
+        rank draws alike."""
+        return tuple(tensor(a, device=self.device) for a in self._draw(split, rng))
+
+    def get_micro_batches(self) -> list:
+        """The next training batch (``get_batch("train")``) as ``grad_accum`` micro-batches of
+        ``batch_size / (N · grad_accum)`` rows each (a list of tuples of tensors)."""
+        k = self.config.grad_accum
+        if k == 1:
+            return [self.get_batch("train")]
+        arrays = self._draw("train", None)
+        per = arrays[0].shape[0] // k
+        return [tuple(tensor(a[i * per:(i + 1) * per], device=self.device) for a in arrays) for i in range(k)]
 
     def loss(self, batch):
         """The objective's scalar loss of the model on ``batch`` (the tensors of ``get_batch``)."""
@@ -249,6 +292,8 @@ class Trainer:
             rng = np.random.default_rng([self.config.seed, stream])
             out[split] = estimate_loss(self.model, lambda *batch: self.loss(batch), lambda: self.get_batch(split, rng),
                                        self.config.eval_iters)
+        if self.world_size > 1:     # every rank evaluated its rows of the same batches: the mean over ranks
+            out["train"], out["val"] = distributed.average_scalars([out["train"], out["val"]], self.dist)
         return out
 
     def state_metadata(self) -> dict:
@@ -267,19 +312,25 @@ class Trainer:
         return meta
 
     def save(self, path) -> Path:
-        """Write a full checkpoint (model, optimizer, RNG states, iteration, configs, tokenizer)."""
-        path = save_checkpoint(path, self.model, self.optimizer, **self.state_metadata())
+        """Write a full checkpoint (model, optimizer, RNG states, iteration, configs, tokenizer).
+        Only rank 0 writes (every rank holds the same model and optimizer state)."""
+        if self.is_main:
+            path = save_checkpoint(path, self.model, self.optimizer, **self.state_metadata())
         if Path(path).name == LAST_CHECKPOINT:
             self._last_saved_iter = self.iter_num
         return path
 
     def _log_record(self, record: dict) -> None:
+        if not self.is_main:
+            return
         with open(self.out_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def _prepare_log(self) -> None:
         """A fresh run starts a new log; a resumed one drops lines past the resumed iteration."""
         path = self.out_dir / LOG_FILE
+        if not self.is_main:
+            return
         if self.resumed_from is None:
             path.write_text("", encoding="utf-8")
             return
@@ -299,6 +350,8 @@ class Trainer:
 
     def plot(self) -> Optional[Path]:
         """``loss.png``: train loss per iteration and the train/val evaluations (needs matplotlib)."""
+        if not self.is_main:
+            return None
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
@@ -341,6 +394,9 @@ class Trainer:
         The run holds ``out_dir`` (``minillm.rundir``) while it trains. SIGINT or SIGTERM stops
         it between two steps after saving ``last.npz`` at the current iteration, then raises
         ``rundir.RunInterrupted`` (a KeyboardInterrupt); ``resume=True`` continues exactly."""
+        if not self.is_main:        # ranks > 0 neither lock nor touch the out-dir
+            with rundir.StopSignals() as self._stop:
+                return self._train()
         with rundir.RunLock(self.out_dir) as lock, rundir.StopSignals() as self._stop:
             if lock.stale:
                 self.log(f"note: took over the lock of {self.out_dir} from process {lock.stale.get('pid')}, "
@@ -360,6 +416,13 @@ class Trainer:
         (``backend.get_rng_state``), so with dropout the resumed run draws other (equally random)
         masks than an uninterrupted one would from that iteration on."""
         stop = getattr(self, "_stop", None)
+        signalled = stop is not None and stop.signum is not None
+        if self.world_size > 1:     # every rank stops at the same iteration (none left in a collective)
+            if not distributed.any_rank(signalled, self.dist):
+                return
+            signums = [s for s in self.dist.all_gather_object(stop.signum if signalled else None) if s is not None]
+            if stop is not None and stop.signum is None:
+                stop.signum = signums[0]
         if stop is None or stop.signum is None:
             return
         path = self.out_dir / LAST_CHECKPOINT
@@ -375,12 +438,15 @@ class Trainer:
         if not getattr(self, "_log_ready", False):  # a second train() call appends to the same log
             self._prepare_log()
             self._log_ready = True
-        write_text_atomic(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        if self.is_main:
+            write_text_atomic(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
         n_params = self.model.num_parameters()
         self.log(f"{n_params / 1e6:.2f}M parameters, vocab {self.tokenizer.vocab_size} ({cfg.tokenizer}), "
-                 f"{len(self.train_data):,} train / {len(self.val_data):,} val tokens, device {self.device}")
+                 f"{len(self.train_data):,} train / {len(self.val_data):,} val tokens, device {self.device}"
+                 + (f", {self.world_size} processes ({self.dist.name}), {cfg.batch_size // self.world_size} "
+                    f"sequences each" if self.world_size > 1 else ""))
 
-        pbar = _progress_bar(cfg.max_iters, self.iter_num, cfg.progress)
+        pbar = _progress_bar(cfg.max_iters, self.iter_num, cfg.progress if self.is_main else False)
         bar_shown = pbar is not None and not pbar.disable
         say = (lambda msg: pbar.write(msg)) if bar_shown else self.log
         # without a progress bar (a log file, CI), a short line every tenth of an eval interval
@@ -413,7 +479,7 @@ class Trainer:
                         synchronize(self.device)
                     t0 = time.perf_counter()
                     try:
-                        result = self.train_step(it, self.get_batch("train"))
+                        result = self.train_step(it, *self.get_micro_batches())
                     except TrainingDivergedError as exc:
                         raise self._diverged(exc.what, exc.value, exc.lr) from None
                     synchronize(self.device)
@@ -476,12 +542,13 @@ class Trainer:
 
         self.plot()
         sample = None
-        if cfg.sample_tokens > 0 and self.objective.generates_text:
+        if cfg.sample_tokens > 0 and self.objective.generates_text and self.is_main:
             sample = generate_text(self.model, self.tokenizer, cfg.sample_prompt, cfg.sample_tokens,
                                    cfg.temperature, cfg.top_k, seed=cfg.seed)[0]
             write_text_atomic(self.out_dir / SAMPLES_FILE, sample + "\n")
             self.log(f"--- sample after {self.iter_num} iterations ---\n{sample}\n---")
-        steps = [r for r in self.read_log() if r.get("kind") == "eval" and r.get("ms_per_iter") is not None]
+        steps = [r for r in (self.read_log() if self.is_main else self.eval_records)
+                 if r.get("kind") == "eval" and r.get("ms_per_iter") is not None]
         return {"iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
                 "train_loss": self.last_losses["train"] if self.last_losses else None,
                 "val_loss": self.last_losses["val"] if self.last_losses else None,

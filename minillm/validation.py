@@ -7,8 +7,8 @@ number. Each error names the field, the value and the expected type.
 ``value_errors(config)``: the numbers are finite (``nan``/``inf`` learning rates, weight decay,
 clipping, temperature... are refused) and consistent (``min_lr <= lr``).
 
-``prompt_error(tokenizer, prompt)``, ``float16_error(model)``: checks that need the tokenizer or
-the model, run by the Trainer before the first step.
+``prompt_error(tokenizer, prompt)``: the sample prompt, checked by the Trainer as soon as it has
+the tokenizer, before the first step.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import typing
 
 import numpy as np
 
-__all__ = ["type_errors", "value_errors", "settings_type_errors", "prompt_error", "float16_error"]
+__all__ = ["type_errors", "value_errors", "settings_type_errors", "prompt_error"]
 
 _TYPE_WORDS = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
 
@@ -106,13 +106,3 @@ def prompt_error(tokenizer, prompt, what: str = "sample_prompt"):
         return f"{what} is empty: sampling needs at least one token to start from (the default is '\\n')"
     return None
 
-
-def float16_error(model, optimizer_name: str = "AdamW"):
-    """None unless a parameter of ``model`` is float16 (``optimizer_name`` cannot train it: its
-    eps of 1e-8 underflows to 0 in float16 and the first step divides by zero)."""
-    names = [name for name, p in model.named_parameters() if np.dtype(p.dtype) == np.float16]
-    if not names:
-        return None
-    return (f"{len(names)} parameter(s) are float16 (e.g. {names[0]!r}): {optimizer_name} cannot train float16 "
-            f"parameters (its eps=1e-8 underflows to 0 and the update becomes NaN); keep the parameters in "
-            f"float32 (model.to(dtype=minillm.float32))")

@@ -95,16 +95,6 @@ def test_generate_zero_tokens_returns_the_prompt():
 
 
 # ------------------------------------------------------------------ 9. float16 parameters
-def test_trainer_path_refuses_float16_parameters():
-    from minillm.validation import float16_error
-    model = tiny_gpt()
-    assert float16_error(model) is None
-    for p in model.parameters():
-        p.data = p.data.astype(np.float16)
-    message = float16_error(model, "AdamW")
-    assert message and "float16" in message and "AdamW" in message and "float32" in message
-
-
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_adamw_on_float16_parameters_refuses_or_stays_finite():
     from minillm.optim import AdamW
