@@ -106,7 +106,7 @@ def quoted_number(text: str) -> str:
 
 def normalize(written: str) -> str:
     """A written number in one canonical form: "7.3 × 10⁻⁴" and "7.3e-04" both become "7.3e-4"."""
-    s = written.replace("−", "-").strip()
+    s = written.replace("−", "-").strip().lstrip("+")
     m = re.fullmatch(r"(-?[\d.]+)\s*×\s*10\^?([-⁻]?[\d⁰¹²³⁴⁵⁶⁷⁸⁹]+)", s)
     if m:
         return f"{m.group(1)}e{int(m.group(2).translate(_SUPERSCRIPT))}"
