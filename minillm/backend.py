@@ -249,3 +249,26 @@ def erf(x):
         return cupy_special.erf(x)
     from scipy.special import erf as scipy_erf
     return scipy_erf(x)
+
+
+def device_count() -> int:
+    """The number of CUDA devices CuPy sees (0 without CuPy or a GPU)."""
+    cupy = _load_cupy()
+    return 0 if cupy is None else int(cupy.cuda.runtime.getDeviceCount())
+
+
+def nccl():
+    """CuPy's NCCL bindings, ``cupy.cuda.nccl`` (``NcclCommunicator``, ``get_unique_id``, the
+    ``NCCL_*`` constants), for ``minillm.distributed``; DeviceError with the reason when CuPy, a
+    GPU or CuPy's NCCL support is missing. Kept here so that no other file imports CuPy."""
+    cupy = _load_cupy()
+    if cupy is None:
+        raise DeviceError(f"NCCL needs CuPy and a GPU: {_cupy_error}")
+    try:
+        from cupy.cuda import nccl as cupy_nccl  # noqa: part of CuPy
+    except Exception as exc:
+        raise DeviceError(f"CuPy has no NCCL support here ({type(exc).__name__}: {exc}); install NCCL "
+                          f"(pip install nvidia-nccl-cu12) or use the MPI backend") from None
+    if not getattr(cupy_nccl, "available", True):
+        raise DeviceError("CuPy was built without NCCL; install NCCL (pip install nvidia-nccl-cu12) or use MPI")
+    return cupy_nccl

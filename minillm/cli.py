@@ -14,6 +14,10 @@ Errors: an expected failure (a bad flag or setting, an out-dir in use or holding
 unreadable checkpoint, no GPU...) prints one line ``minillm <command>: error: ...`` and exits
 with 2 for a usage error (as argparse does) or 1 for a failure at run time; anything unexpected
 keeps its traceback. SIGINT/SIGTERM during training save a checkpoint first (exit 130/143).
+
+Data parallel: ``mpirun -n 2 minillm train ...`` runs the same training on 2 processes (each
+computes half of every --batch-size batch; see ``minillm/distributed.py``); there an error on any
+rank prints ``minillm train: error (rank r of N): ...`` and ends every process of the job.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ _TRAIN_FLAGS = [
     ("beta1", float, "AdamW beta1"),
     ("beta2", float, "AdamW beta2"),
     ("grad-clip", float, "clip the gradient norm to this (0: off)"),
+    ("grad-accum", int, "gradient accumulation: micro-batches per step (the batch stays --batch-size)"),
     ("eval-interval", int, "evaluate (and checkpoint) every N iterations"),
     ("eval-iters", int, "batches per split in an evaluation"),
     ("log-interval", int, "write the train loss to log.jsonl every N iterations"),
@@ -170,9 +175,15 @@ def train_config_from_args(args):
 
 
 def _train(args) -> int:
+    from .distributed import abort_on_error
     from .train import Trainer
-    config = train_config_from_args(args)
-    summary = Trainer(config).train()
+    # under `mpirun -n N`: an error on any rank prints its message and ends the whole job
+    with abort_on_error("minillm train"):
+        config = train_config_from_args(args)
+        summary = Trainer(config).train()
+    from .distributed import is_main_process
+    if not is_main_process():
+        return 0
     val = summary["val_loss"]
     print(f"done: {summary['iter_num']} iterations, val loss {val:.4f}, best {summary['best_val_loss']:.4f}; "
           f"outputs in {summary['out_dir']}" if val is not None else f"done: outputs in {summary['out_dir']}")

@@ -57,6 +57,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0              # 0 disables clipping
+    grad_accum: int = 1                 # micro-batches per step (nanoGPT's gradient_accumulation_steps)
     # evaluation and logging
     eval_interval: int = 250
     eval_iters: int = 20
@@ -87,7 +88,7 @@ class TrainConfig:
         if errors:
             raise ConfigError("invalid training config: " + "; ".join(errors))
         positive = ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_interval", "eval_iters",
-                    "log_interval", "profile_steps")
+                    "log_interval", "profile_steps", "grad_accum")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -96,6 +97,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
                 errors.append(f"{name} must be a non-negative integer, got {value!r}")
+        if not errors and self.batch_size % self.grad_accum:
+            errors.append(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum}): "
+                          f"each step sums batch_size / grad_accum sequences per micro-batch")
         if not errors and self.n_embd % self.n_head:
             errors.append(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:

@@ -5,8 +5,11 @@ The trainer (``minillm/train.py``), pre-training (``minillm/pretrain.py``) and f
 the same, and lives here:
 
     lr = lr_schedule(iteration)            every parameter group gets it
-    loss = loss_fn(*batch)                 forward
-    optimizer.zero_grad(); loss.backward()
+    optimizer.zero_grad()
+    for each of the K micro-batches:       K = 1 unless several are given (gradient accumulation)
+        loss = loss_fn(*micro_batch) / K   forward
+        loss.backward()                    the gradients add up: their mean over the micro-batches
+    grad_hook(loss)                        e.g. average the gradients (and the loss) over processes
     clip the gradient norm to grad_clip
     stop if the loss or the norm is NaN or infinite (TrainingDivergedError, naming the iteration;
     the weights are untouched)
@@ -86,32 +89,49 @@ class StepResult:
 
 
 class TrainingStep:
-    """``step(iteration, batch)``: one optimization step of ``model`` (see the module docstring).
+    """``step(iteration, batch, *more_batches)``: one optimization step of ``model`` (see the
+    module docstring).
 
     ``loss_fn(*batch)`` returns a scalar loss Tensor; ``lr_schedule(iteration)`` the learning
     rate; ``grad_clip`` > 0 clips the total gradient norm of ``model.parameters()`` to it.
+    Given several batches (micro-batches of equal size), the step follows the mean of their
+    gradients: each loss is scaled by 1/K before its backward (nanoGPT's gradient accumulation),
+    and the loss it reports is the mean of the K losses.
+
+    ``grad_hook(loss_array) -> loss_array``, when given, runs after the backward pass(es) and
+    before clipping, with the (0-d) loss array; it may change the gradients in place and returns
+    the loss to report — ``minillm.distributed.GradientReducer`` averages both over processes,
+    so clipping and the divergence check see the global gradient and loss.
     Raises ``TrainingDivergedError`` (before touching the weights) when the loss or the gradient
     norm is not finite.
     """
 
     def __init__(self, model, optimizer, loss_fn: Callable, lr_schedule: Callable[[int], float],
-                 grad_clip: float = 0.0):
+                 grad_clip: float = 0.0, grad_hook: Optional[Callable] = None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.lr_schedule, self.grad_clip = lr_schedule, grad_clip
+        self.lr_schedule, self.grad_clip, self.grad_hook = lr_schedule, grad_clip, grad_hook
 
-    def __call__(self, iteration: int, batch: Sequence) -> StepResult:
+    def __call__(self, iteration: int, batch: Sequence, *more_batches: Sequence) -> StepResult:
         from . import backend
         from .nn.utils import clip_grad_norm_
         lr = self.lr_schedule(iteration)
         set_lr(self.optimizer, lr)
-        loss = self.loss_fn(*batch)
+        batches = (batch,) + more_batches
         self.optimizer.zero_grad()
-        loss.backward()
+        loss_data = None
+        for micro in batches:
+            loss = self.loss_fn(*micro)
+            if len(batches) > 1:
+                loss = loss * (1.0 / len(batches))     # the mean over micro-batches, as nanoGPT
+            loss.backward()                            # .grad accumulates over the micro-batches
+            loss_data = loss.data if loss_data is None else loss_data + loss.data
+        if self.grad_hook is not None:
+            loss_data = self.grad_hook(loss_data)
         norm = clip_grad_norm_(self.model.parameters(), self.grad_clip) if self.grad_clip > 0 else None
         # One read-back per step, after the forward and backward are queued (on a GPU, reading a
         # value waits for every kernel before it): the loss and the norm together.
-        xp = backend.get_array_module(loss.data)
-        values = [loss.data.reshape(()).astype(np.float64)]
+        xp = backend.get_array_module(loss_data)
+        values = [loss_data.reshape(()).astype(np.float64)]
         if norm is not None:
             values.append(xp.asarray(norm.data).reshape(()).astype(np.float64))
         host = backend.to_numpy(xp.stack(values))
