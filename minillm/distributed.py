@@ -583,6 +583,13 @@ def abort_on_error(prog: str = "minillm"):
         raise
     except BaseException as exc:
         group = _group
+        announced = launched_by_mpi()
+        if group is None and announced is not None and announced != 1:
+            # failed before joining the world (a bad flag): join it now, only to end every rank
+            try:
+                group = MPIProcessGroup()
+            except Exception:
+                group = None
         if group is None or group.world_size == 1:
             raise
         print(f"{prog}: error (rank {group.rank} of {group.world_size}): {exc}", file=sys.stderr, flush=True)
