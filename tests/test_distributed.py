@@ -28,8 +28,10 @@ _spec = importlib.util.spec_from_file_location("_dist_worker", HERE / "_dist_wor
 worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)
 
-needs_mpi = pytest.mark.skipif(not distributed.mpirun_available(),
-                               reason="mpi4py or mpirun missing (pip install -e \".[mpi]\")")
+_NO_MPI = "mpi4py or mpirun missing (pip install -e \".[mpi]\")"
+if os.environ.get("MINILLM_REQUIRE_MPI") == "1" and not distributed.mpirun_available():
+    raise RuntimeError(f"MINILLM_REQUIRE_MPI=1 (CI) but {_NO_MPI}")
+needs_mpi = pytest.mark.skipif(not distributed.mpirun_available(), reason=_NO_MPI)
 
 
 def _params(out_dir):
