@@ -33,9 +33,11 @@ def run(out_dir, dtype="float64", log=None, **overrides) -> dict:
     distributed.broadcast(ref, 0, group)
     diff = float(np.abs(params - ref).max())
     diffs = group.all_gather_object(diff)
+    from minillm import backend
+    dropout_draws = group.all_gather_object(float(backend.generator(trainer.device).random()))
     if group.rank == 0:
         (Path(out_dir) / "ranks.json").write_text(json.dumps({
-            "world_size": group.world_size, "max_param_diff_to_rank0": max(diffs),
+            "world_size": group.world_size, "max_param_diff_to_rank0": max(diffs), "dropout_draws": dropout_draws,
             "allreduce_calls": trainer.grad_reducer.calls if trainer.grad_reducer else 0}))
     return summary
 

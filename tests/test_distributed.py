@@ -275,6 +275,7 @@ def test_two_ranks_batch_6_equal_one_process_batch_12_float64(two_rank_runs):
     assert info["world_size"] == 2
     assert info["max_param_diff_to_rank0"] == 0.0            # the ranks never diverge
     assert info["allreduce_calls"] == 20                      # one bucket per step (the model is tiny)
+    assert len(set(info["dropout_draws"])) == 2               # dropout streams differ between ranks
     diff = _max_param_diff(_params(two_rank_runs / "mpi" / "float64"), _params(two_rank_runs / "one" / "float64"))
     assert diff < 1e-10, diff
     losses = _train_losses(two_rank_runs / "one" / "float64")
@@ -297,6 +298,26 @@ def test_two_ranks_float32_logged_losses_equal(two_rank_runs):
 
 _CLI = ["-m", "minillm", "train", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--max-iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--sample-tokens", "0", "--no-progress"]
+
+
+@needs_mpi
+def test_resume_with_another_number_of_processes(tmp_path):
+    """10 steps on 1 process, then 10 more on 2 (--resume), then 10 more on 1: the logged losses
+    equal those of one uninterrupted 30-step process (float32, 1e-4)."""
+    cli = _CLI[:_CLI.index("--max-iters")] + ["--eval-interval", "10", "--eval-iters", "1", "--sample-tokens", "0",
+                                             "--no-progress", "--batch-size", "4"]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for out_dir, iters, resume in ((whole, 30, False), (parts, 10, False)):
+        done = _run([sys.executable] + cli + ["--max-iters", str(iters), "--out-dir", out_dir]
+                    + (["--resume"] if resume else []), env, 120)
+        assert done.returncode == 0, done.stderr[-3000:]
+    done = _mpirun(2, [sys.executable] + cli + ["--max-iters", "20", "--out-dir", parts, "--resume"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run([sys.executable] + cli + ["--max-iters", "30", "--out-dir", parts, "--resume"], env, 120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _train_losses(whole), _train_losses(parts)
+    assert len(a) == len(b) == 30 and np.abs(np.subtract(a, b)).max() < 1e-4
 
 
 @needs_mpi
