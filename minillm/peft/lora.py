@@ -14,7 +14,9 @@ The fused attention input projection of ``nn.MultiHeadAttention`` (``in_proj``: 
 v stacked) can be adapted per slice, as loralib's ``MergedLinear`` does: with slices q and v,
 ``lora_A`` is (2r, E) and ``lora_B`` (2E, r); slice j uses rows j·r:(j+1)·r of A and rows
 j·E:(j+1)·E of B, and the k rows of W get no update. PEFT users name these slices like the
-separate projections of Llama-style models: ``target_modules=["q_proj", "v_proj"]``.
+separate projections of Llama-style models: ``target_modules=["q_proj", "v_proj"]``. (Cross-attention,
+T5's decoder only, reads ``in_proj.weight`` directly and so does not see the LoRA branch of a fused
+``in_proj``; its ``out_proj`` and the MLPs adapt as usual.)
 """
 from __future__ import annotations
 
