@@ -214,3 +214,21 @@ def test_self_training_uses_confident_predictions():
     with pytest.raises(ValueError, match="no example"):
         FT.self_training(lambda: tiny_gpt(n_layer=1), seqs, np.full(32, FT.ABSTAIN), seqs, labels, num_classes=2,
                          pad_id=0, steps=1)
+
+
+@pytest.mark.gpu
+def test_every_method_and_interpolate_on_cuda(device):
+    if device != "cuda":
+        pytest.skip("cuda only")
+    data = np.tile(np.arange(11), 40)
+    for method in FT.METHODS:
+        model = tiny_gpt(n_layer=2).to("cuda")
+        res = FT.finetune_lm(model, data, method=method, steps=2, batch_size=2, freeze_blocks=1)
+        assert np.isfinite(res["train_loss"]).all()
+    m0, m1 = tiny_gpt(seed=0).to("cuda"), tiny_gpt(seed=1).to("cuda")
+    mid = FT.interpolate(m0, m1, 0.5)
+    assert mid.device.startswith("cuda")
+    seqs, labels = toy_task()
+    res = FT.finetune(tiny_gpt().to("cuda"), seqs, labels, seqs, labels, num_classes=2, pad_id=0, steps=2,
+                      method="lora")
+    assert 0 <= res["accuracy"] <= 1
