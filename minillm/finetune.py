@@ -65,22 +65,34 @@ def pad_batch(seqs: Sequence[np.ndarray], pad_id: int) -> Tuple[np.ndarray, np.n
     return ids, np.arange(ids.shape[1])[None, :] >= lengths[:, None]
 
 
+def classifier_logits(clf, seqs, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    """The logits (N, C) of ``clf`` for every sequence, in their order, as a NumPy array (eval
+    mode, no grad; the model's mode is restored); sequences are batched by length so little
+    padding is computed."""
+    device = next(clf.parameters()).device
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = None
+    was_training = clf.training
+    clf.eval()
+    try:
+        with no_grad():
+            for i in range(0, len(order), batch_size):
+                chunk = order[i:i + batch_size]
+                ids, mask = pad_batch([seqs[j] for j in chunk], pad_id)
+                logits = backend.to_numpy(clf(tensor(ids, device=device), tensor(mask, device=device)).data)
+                if out is None:
+                    out = np.empty((len(seqs), logits.shape[1]), dtype=logits.dtype)
+                out[chunk] = logits
+    finally:
+        clf.train(was_training)
+    return out
+
+
 def evaluate_classifier(clf, seqs, labels, pad_id: int, batch_size: int = 64) -> dict:
     """Accuracy, balanced accuracy (the mean over classes of the share of that class predicted
     right, so 1/C for a constant prediction however unbalanced the labels) and predictions of
-    ``clf`` (eval mode, no grad); sequences are batched by length so little padding is computed."""
-    device = clf.head.weight.device
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    preds = np.empty(len(seqs), dtype=np.int64)
-    was_training = clf.training
-    clf.eval()
-    with no_grad():
-        for i in range(0, len(order), batch_size):
-            chunk = order[i:i + batch_size]
-            ids, mask = pad_batch([seqs[j] for j in chunk], pad_id)
-            logits = clf(tensor(ids, device=device), tensor(mask, device=device))
-            preds[chunk] = backend.to_numpy(logits.data).argmax(-1)
-    clf.train(was_training)
+    ``clf`` (eval mode, no grad)."""
+    preds = classifier_logits(clf, seqs, pad_id, batch_size).argmax(-1)
     labels = np.asarray(labels)
     return {"accuracy": float((preds == labels).mean()), "balanced_accuracy": balanced_accuracy(preds, labels),
             "predictions": preds}
@@ -489,24 +501,11 @@ def majority_vote(votes: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def predict_proba(clf, seqs, pad_id: int, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (N, C) of a classifier (eval mode, no grad), float64."""
-    device = next(clf.parameters()).device
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    probs = None
-    was_training = clf.training
-    clf.eval()
-    with no_grad():
-        for i in range(0, len(order), batch_size):
-            chunk = order[i:i + batch_size]
-            ids, mask = pad_batch([seqs[j] for j in chunk], pad_id)
-            logits = backend.to_numpy(clf(tensor(ids, device=device), tensor(mask, device=device)).data)
-            logits = logits.astype(np.float64) - logits.max(-1, keepdims=True)
-            p = np.exp(logits)
-            if probs is None:
-                probs = np.zeros((len(seqs), p.shape[1]))
-            probs[chunk] = p / p.sum(-1, keepdims=True)
-    clf.train(was_training)
-    return probs
+    """Class probabilities (N, C) of a classifier (eval mode, no grad): the softmax of its
+    logits, computed in float64."""
+    logits = classifier_logits(clf, seqs, pad_id, batch_size).astype(np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
 
 
 def self_training(make_backbone: Callable, train_seqs, weak_labels, val_seqs, val_labels, *, num_classes: int,
