@@ -364,3 +364,18 @@ def test_nccl_group_all_reduce_and_reducer_on_one_gpu():
     p = _P(xp.ones((3, 4), dtype=xp.float32))
     distributed.GradientReducer([p], group)(xp.asarray(2.0, dtype=xp.float32))
     assert float(backend.to_numpy(p.grad.data).sum()) == 12.0
+
+
+# ---------------------------------------------------------------- the cost model (benchmarks/data_parallel.py)
+def test_ring_allreduce_cost_model():
+    spec = importlib.util.spec_from_file_location("dp_bench", REPO / "benchmarks" / "data_parallel.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.ring_allreduce_seconds(1, 1e9, 1e9, 1e-3) == 0.0
+    assert bench.ring_allreduce_seconds(2, 1e9, 1e9, 0.0) == pytest.approx(1.0)          # 2·1/2·S/B
+    assert bench.ring_allreduce_seconds(4, 4e9, 1e9, 1e-6) == pytest.approx(6.0 + 6e-6)  # 2·3/4·4 + 2·3·α
+    assert bench.gpu_preset_params() == pytest.approx(10.7e6, rel=0.01)
+    rows = bench.cost_model()["rows"]
+    assert len(rows) == 2 * 3 * 3
+    for r in rows:
+        assert 0 < r["efficiency_no_overlap"] <= r["efficiency_overlap"] <= 1
