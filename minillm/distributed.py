@@ -265,7 +265,11 @@ def _device_for_rank(device, local_rank: int, world_size: int) -> str:
         backend.normalize_device("cuda")      # a clear DeviceError when there is no GPU
         count = backend.device_count()
         text = f"cuda:{local_rank % max(count, 1)}"
-    return backend.normalize_device(text)
+    device = backend.normalize_device(text)
+    if world_size > 1 and device.startswith("cuda:"):
+        # this rank's GPU becomes the process's current device (kernels, NCCL, CuPy's memory pool)
+        backend.xp_of_device(device).cuda.Device(int(device.split(":")[1])).use()
+    return device
 
 
 def init_process_group(device=None, backend_name: Optional[str] = None) -> ProcessGroup:
