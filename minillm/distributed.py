@@ -285,7 +285,7 @@ def init_process_group(device=None, backend_name: Optional[str] = None) -> Proce
     global _group
     announced = launched_by_mpi()
     if announced is None or announced == 1:
-        if _group is None or _group.world_size == 1:
+        if _group is None or _group.world_size == 1:       # one process: the device asked for, every time
             _group = SingleProcessGroup(backend.normalize_device(device))
         return _group
     if _group is not None and _group.world_size > 1:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minillm import backend as minillm_backend
 from minillm import distributed
 from minillm.checkpoint import load_checkpoint
 from minillm.train_config import ConfigError, TrainConfig
@@ -61,6 +62,18 @@ def test_single_process_world_does_not_import_mpi4py():
     env = {k: v for k, v in os.environ.items() if k not in distributed._SIZE_VARIABLES + ("PMIX_RANK", "PMI_RANK")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_single_process_group_follows_the_device_asked_for(monkeypatch):
+    for name in distributed._SIZE_VARIABLES + ("PMIX_RANK", "PMI_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.init_process_group("cpu").device == "cpu"
+    if minillm_backend.is_cuda_available():                 # a second call is not stuck on the first device
+        assert distributed.init_process_group("cuda").device.startswith("cuda:")
+    else:
+        with pytest.raises(minillm_backend.DeviceError):
+            distributed.init_process_group("cuda")
+    assert distributed.init_process_group(None).device == minillm_backend.default_device()
 
 
 def test_single_process_collectives_are_identities():
