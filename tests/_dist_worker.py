@@ -35,9 +35,11 @@ def run(out_dir, dtype="float64", log=None, **overrides) -> dict:
     diffs = group.all_gather_object(diff)
     from minillm import backend
     dropout_draws = group.all_gather_object(float(backend.generator(trainer.device).random()))
+    micro = trainer.get_micro_batches()      # the rows this rank computes per step
+    rows = group.all_gather_object([int(b[0].shape[0]) for b in micro])
     if group.rank == 0:
         (Path(out_dir) / "ranks.json").write_text(json.dumps({
-            "world_size": group.world_size, "max_param_diff_to_rank0": max(diffs), "dropout_draws": dropout_draws,
+            "world_size": group.world_size, "max_param_diff_to_rank0": max(diffs), "dropout_draws": dropout_draws, "rows_per_rank": rows,
             "allreduce_calls": trainer.grad_reducer.calls if trainer.grad_reducer else 0}))
     return summary
 

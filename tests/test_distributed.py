@@ -289,6 +289,7 @@ def test_two_ranks_batch_6_equal_one_process_batch_12_float64(two_rank_runs):
     assert info["max_param_diff_to_rank0"] == 0.0            # the ranks never diverge
     assert info["allreduce_calls"] == 20                      # one bucket per step (the model is tiny)
     assert len(set(info["dropout_draws"])) == 2               # dropout streams differ between ranks
+    assert info["rows_per_rank"] == [[6], [6]]               # each rank computes half of the batch of 12
     diff = _max_param_diff(_params(two_rank_runs / "mpi" / "float64"), _params(two_rank_runs / "one" / "float64"))
     assert diff < 1e-10, diff
     losses = _train_losses(two_rank_runs / "one" / "float64")
