@@ -64,7 +64,7 @@ __all__ = ["ProcessGroup", "SingleProcessGroup", "MPIProcessGroup", "NCCLProcess
 DEFAULT_BUCKET_MB = 25.0
 
 # environment variables set by MPI launchers: Open MPI, MPICH/Hydra (PMI), PMIx (Open MPI 5, Slurm)
-_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
 
 
 class DistributedError(RuntimeError):
