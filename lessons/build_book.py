@@ -40,8 +40,18 @@ def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int)
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
     if execute:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(HERE)}}).execute()
+        for attempt in range(3):
+            try:
+                NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                               resources={"metadata": {"path": str(HERE)}}).execute()
+                break
+            except RuntimeError as exc:
+                # two kernels started at the same moment can pick the same port ("Kernel died before
+                # replying to kernel_info"): start again, a moment later
+                if "Kernel died" not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(2 + 3 * attempt)
+                nb = nbformat.read(path, as_version=4)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     target = pathlib.Path(out_dir) / (pathlib.Path(path).stem + ".html")
     target.write_text(_link_html(body), encoding="utf-8")
