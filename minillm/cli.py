@@ -209,19 +209,21 @@ def _sample(args) -> int:
     from .text_generation import generate_text, load_for_sampling
     from .validation import prompt_error
     _check_sample_args(args)
-    from .finetune_cli import is_adapter_run, sample_adapter_run
+    from .finetune_cli import is_adapter_run, load_adapter_run
     if args.checkpoint in ("best", "last") and is_adapter_run(args.out_dir):
-        return sample_adapter_run(args)   # `minillm finetune` output: base checkpoint + adapter (LoRA merged)
-    if args.checkpoint in ("best", "last"):
-        checkpoint = load_run_checkpoint(args.out_dir, args.checkpoint)   # falls back to the other file
+        # `minillm finetune` output: the base checkpoint + an adapter (LoRA merged)
+        model, tokenizer, _ = load_adapter_run(args.out_dir, args.device)
     else:
-        checkpoint = load_checkpoint(args.checkpoint)
-    path = checkpoint.path
-    objective = (checkpoint.train_config or {}).get("objective", "causal")
-    if objective in OBJECTIVES and not OBJECTIVES[objective].generates_text:
-        raise UsageError(f"{str(path)!r} holds a {objective!r} run ({OBJECTIVES[objective].description}); "
-                         f"`minillm sample` generates text from causal (GPT) runs only")
-    model, tokenizer, _ = load_for_sampling(path, args.device)
+        if args.checkpoint in ("best", "last"):
+            checkpoint = load_run_checkpoint(args.out_dir, args.checkpoint)   # falls back to the other file
+        else:
+            checkpoint = load_checkpoint(args.checkpoint)
+        path = checkpoint.path
+        objective = (checkpoint.train_config or {}).get("objective", "causal")
+        if objective in OBJECTIVES and not OBJECTIVES[objective].generates_text:
+            raise UsageError(f"{str(path)!r} holds a {objective!r} run ({OBJECTIVES[objective].description}); "
+                             f"`minillm sample` generates text from causal (GPT) runs only")
+        model, tokenizer, _ = load_for_sampling(path, args.device)
     problem = prompt_error(tokenizer, args.prompt, "--prompt")
     if problem:
         raise UsageError(problem)

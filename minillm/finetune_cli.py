@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["add_parser", "run", "is_adapter_run", "load_adapter_run", "sample_adapter_run"]
+__all__ = ["add_parser", "run", "is_adapter_run", "load_adapter_run"]
 
 SUMMARY = "finetune.json"
 
@@ -233,20 +233,3 @@ def load_adapter_run(out_dir, device="cpu"):
         model = peft_model
     model.eval()
     return model, Tokenizer.from_dict(base.tokenizer), base
-
-
-def sample_adapter_run(args) -> int:
-    """``minillm sample --out-dir`` for an adapter run (same flags and output as for a checkpoint)."""
-    from .text_generation import generate_text
-    from .validation import prompt_error
-    model, tokenizer, _ = load_adapter_run(args.out_dir, args.device)
-    problem = prompt_error(tokenizer, args.prompt, "--prompt")
-    if problem:
-        raise ValueError(problem)
-    texts = generate_text(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature,
-                          args.top_k or None, seed=args.seed, num_samples=args.num_samples)
-    for i, text in enumerate(texts):
-        if i:
-            print("\n---------------")
-        print(text)
-    return 0
