@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 CATS = ["matmul", "attention", "GELU", "LayerNorm", "cross-entropy", "other ops"]
-MINILLM = {"MatMul": "matmul", "Linear": "matmul", "Attention": "attention", "GELU": "GELU",
+MINILLM = {"MatMul": "matmul", "Linear": "matmul", "Attention": "attention", "PackedSelfAttention": "attention", "GELU": "GELU",
            "LayerNorm": "LayerNorm", "CrossEntropy": "cross-entropy", "LogSoftmax": "cross-entropy"}
 
 

@@ -200,6 +200,15 @@ FUNCTIONAL_CASES = {
     "sdpa_dropout_fixed_seed": lambda mk: (
         lambda q, k, v: (mm.manual_seed(3), F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True))[1],
         (mk(2, 3, 2), mk(2, 3, 2), mk(2, 3, 2))),
+    "packed_self_attention": lambda mk: (lambda qkv: F.packed_self_attention(qkv, 2), (mk(2, 3, 12),)),
+    "packed_self_attention_causal": lambda mk: (lambda qkv: F.packed_self_attention(qkv, 2, is_causal=True),
+                                                (mk(2, 4, 12),)),
+    "packed_self_attention_padding_mask": lambda mk: (
+        lambda qkv: F.packed_self_attention(qkv, 1, attn_mask=mk.const(np.array([[[[True, True, False]]]]))),
+        (mk(2, 3, 6),)),
+    "packed_self_attention_dropout_fixed_seed": lambda mk: (
+        lambda qkv: (mm.manual_seed(3), F.packed_self_attention(qkv, 2, dropout_p=0.3, is_causal=True))[1],
+        (mk(2, 3, 12),)),
     "cross_entropy_mean": lambda mk: (lambda x: F.cross_entropy(x, _ce_targets(mk, 0, 2, 1, 2)), (mk(4, 3),)),
     "cross_entropy_sum": lambda mk: (lambda x: F.cross_entropy(x, _ce_targets(mk, 0, 2, 1), reduction="sum"),
                                      (mk(3, 4),)),

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .. import backend
+from . import compiled
 from .base import FusedFunction
 from .threads import over_rows
 
@@ -41,6 +42,10 @@ class GELU(FusedFunction):
         self.x = x2 = as_rows(x)
         self.s, out = xp.empty_like(x2), xp.empty_like(x2)
         s2 = self.s
+        if approximate == "tanh" and x2.size and compiled.usable(x2, dtypes=(np.float32,)):
+            loop, k, c = compiled.kernel("gelu_tanh_forward"), np.float32(GELU_TANH_K), np.float32(GELU_TANH_C)
+            over_rows(lambda rows: loop(x2[rows], k, c, s2[rows], out[rows]), x2)
+            return out.reshape(x.shape)
 
         def kernel(rows):
             xr, sr = x2[rows], s2[rows]
@@ -66,6 +71,11 @@ class GELU(FusedFunction):
         xp = backend.get_array_module(g)
         x2, s2, g2 = self.x, self.s, as_rows(g)
         d = xp.empty_like(x2)
+        if self.approximate == "tanh" and d.size and compiled.usable(x2, g2, dtypes=(np.float32,)):
+            loop = compiled.kernel("gelu_tanh_backward")
+            k, k3c = np.float32(GELU_TANH_K), np.float32(3 * GELU_TANH_C * GELU_TANH_K)
+            over_rows(lambda rows: loop(x2[rows], s2[rows], g2[rows], k, k3c, d[rows]), d)
+            return d.reshape(g.shape)
 
         def kernel(rows):
             xr, sr, dr = x2[rows], s2[rows], d[rows]

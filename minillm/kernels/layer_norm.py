@@ -2,7 +2,10 @@
 pass per row block (threaded on large CPU arrays) with the backward in closed form."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
+from . import compiled
 from .base import FusedFunction
 from .gelu import as_rows
 from .threads import over_rows
@@ -23,6 +26,13 @@ class LayerNorm(FusedFunction):
         b = None if bias is None else bias.reshape(d)
         self.xhat, out = xp.empty_like(x2), xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+
+        if x2.size and compiled.usable(x2):   # one compiled loop per row block (compiled.py)
+            loop = compiled.kernel("layer_norm_forward")
+            w1 = xp.ones(d, x2.dtype) if w is None else xp.ascontiguousarray(w, dtype=x2.dtype)
+            b1 = xp.zeros(d, x2.dtype) if b is None else xp.ascontiguousarray(b, dtype=x2.dtype)
+            over_rows(lambda rows: loop(x2[rows], w1, b1, eps, self.xhat[rows], self.rstd[rows], out[rows]), x2)
+            return out.reshape(x.shape)
 
         def kernel(rows):
             xh, o = self.xhat[rows], out[rows]
@@ -50,6 +60,8 @@ class LayerNorm(FusedFunction):
         want_w = weight is not None and self.needs_grad(1)
         gx = xp.empty_like(g2) if self.needs_grad(0) else None
         partial_w = {}
+        if g2.size and compiled.usable(g2, xhat):
+            return self._compiled_backward(g, g2, w, gx, want_w)
 
         def kernel(rows):
             gr, xh = g2[rows], xhat[rows]
@@ -74,8 +86,33 @@ class LayerNorm(FusedFunction):
             over_rows(kernel, g2)
         gw = gb = None
         if want_w:
-            gw = sum(partial_w.values()) if partial_w else xp.zeros(weight.shape, dtype=g.dtype)
+            gw = sum(partial_w[k] for k in sorted(partial_w)) if partial_w else xp.zeros(weight.shape, dtype=g.dtype)
             gw = gw.reshape(weight.shape)
         if bias is not None and self.needs_grad(2):
             gb = g2.sum(axis=0).reshape(bias.shape)
+        return (None if gx is None else gx.reshape(g.shape)), gw, gb
+
+    def _compiled_backward(self, g, g2, w, gx, want_w):
+        """The backward as one compiled loop per row block (``numba_loops.layer_norm_backward``);
+        each block sums its own dw and db in float64, added up here."""
+        xp = np
+        weight, bias = self.inputs[1], self.inputs[2]
+        xhat, d = self.xhat, self.xhat.shape[1]
+        loop = compiled.kernel("layer_norm_backward")
+        w1 = xp.ones(d, g2.dtype) if w is None else xp.ascontiguousarray(w, dtype=g2.dtype)
+        gx2 = gx if gx is not None else xp.empty((1, d), g2.dtype)   # unused when want_x is False
+        partial = {}
+
+        def kernel(rows):
+            acc_w, acc_b = xp.zeros(d), xp.zeros(d)
+            loop(g2[rows], xhat[rows], self.rstd[rows], w1, gx2[rows] if gx is not None else gx2,
+                 acc_w, acc_b, gx is not None)
+            partial[rows.start] = acc_w, acc_b
+        over_rows(kernel, g2)
+        blocks = [partial[start] for start in sorted(partial)]   # a fixed order: bitwise reproducible
+        gw = gb = None
+        if want_w:
+            gw = sum(a for a, _ in blocks).astype(g2.dtype).reshape(weight.shape)
+        if bias is not None and self.needs_grad(2):
+            gb = sum(b for _, b in blocks).astype(g2.dtype).reshape(bias.shape)
         return (None if gx is None else gx.reshape(g.shape)), gw, gb

@@ -201,23 +201,60 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p: f
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise ValueError(f"attention: shapes q {query.shape}, k {key.shape}, v {value.shape} do not fit")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    keep = _data(attn_mask)
-    if keep is not None and keep.dtype != np.bool_:
-        raise TypeError(f"attention: attn_mask must be boolean (True = attend), got dtype {keep.dtype}")
-    if keep is not None and backend.device_of(keep) != query.device:
-        raise backend.DeviceError(f"attention: attn_mask is on {backend.device_of(keep)} but the query is on "
-                                  f"{query.device}; move it with .to(device)")
-    if is_causal:
-        tq, tk = query.shape[-2], key.shape[-2]
-        causal = ops.tril_mask(tq, tk, diagonal=tk - tq, device=query.device)
-        keep = causal if keep is None else (keep & causal)
-    drop = None
-    if training and dropout_p > 0:
-        shape = query.shape[:-1] + (key.shape[-2],)
-        drop = dropout_mask(shape, dropout_p, query.dtype, query.device)
+    keep, drop = _attention_keep_and_drop(query.shape[:-1], key.shape[-2], query.dtype, query.device, attn_mask,
+                                          dropout_p, is_causal, training)
     if kernels.is_enabled():
         return kernels.Attention.apply(query, key, value, keep=keep, drop=drop, scale=scale, reference=attention)
     return attention(query, key, value, keep, drop, scale)
+
+
+def _attention_keep_and_drop(query_rows, tk, dtype, device, attn_mask, dropout_p, is_causal, training):
+    """The boolean ``keep`` array (attn_mask, and the causal mask if ``is_causal``) and the
+    dropout multipliers of the attention probabilities, shape ``query_rows`` (..., Tq) + (Tk,)
+    (None when not training or p = 0)."""
+    keep = _data(attn_mask)
+    if keep is not None and keep.dtype != np.bool_:
+        raise TypeError(f"attention: attn_mask must be boolean (True = attend), got dtype {keep.dtype}")
+    if keep is not None and backend.device_of(keep) != device:
+        raise backend.DeviceError(f"attention: attn_mask is on {backend.device_of(keep)} but the query is on "
+                                  f"{device}; move it with .to(device)")
+    if is_causal:
+        tq = query_rows[-1]
+        causal = ops.tril_mask(tq, tk, diagonal=tk - tq, device=device)
+        keep = causal if keep is None else (keep & causal)
+    drop = None
+    if training and dropout_p > 0:
+        drop = dropout_mask(tuple(query_rows) + (tk,), dropout_p, dtype, device)
+    return keep, drop
+
+
+def packed_self_attention(qkv, num_heads: int, attn_mask=None, dropout_p: float = 0.0, is_causal: bool = False,
+                          scale=None, training: bool = True):
+    """Multi-head self-attention on a packed projection: ``qkv`` (B, T, 3E) holds q, k and v side
+    by side (the output of one (E, 3E) linear layer); returns (B, T, E), the heads merged.
+
+    The same as splitting qkv into three (B, T, E) pieces, viewing each as ``num_heads`` heads
+    (B, H, T, E/H), ``scaled_dot_product_attention`` and merging the heads (the formula below); the
+    fused kernel (``kernels.PackedSelfAttention``) does it as one graph node without the copies.
+    ``attn_mask``, ``dropout_p``, ``is_causal``, ``scale``: as in ``scaled_dot_product_attention``.
+    """
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"packed_self_attention: expected qkv (B, T, 3·E) with E divisible by num_heads "
+                         f"{num_heads}, got shape {qkv.shape}")
+    b, t, packed = qkv.shape
+    scale = 1.0 / math.sqrt(packed // (3 * num_heads)) if scale is None else float(scale)
+    keep, drop = _attention_keep_and_drop((b, num_heads, t), t, qkv.dtype, qkv.device, attn_mask, dropout_p,
+                                          is_causal, training)
+    if kernels.is_enabled():
+        return kernels.PackedSelfAttention.apply(qkv, num_heads=num_heads, keep=keep, drop=drop, scale=scale,
+                                                 reference=_packed_self_attention_formula)
+    return _packed_self_attention_formula(qkv, num_heads, keep, drop, scale)
+
+
+def _packed_self_attention_formula(qkv, num_heads, keep=None, drop=None, scale=1.0):
+    b, t, packed = qkv.shape
+    q, k, v = (x.reshape(b, t, num_heads, -1).transpose(1, 2) for x in qkv.split(packed // 3, dim=-1))
+    return attention(q, k, v, keep, drop, scale).transpose(1, 2).reshape(b, t, packed // 3)
 
 
 def attention(q, k, v, keep=None, drop=None, scale=1.0):

@@ -196,10 +196,13 @@ class MultiHeadAttention(Module):
     def forward(self, x, context=None, key_padding_mask=None, attn_mask=None, is_causal=None):
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected input (B, T, {self.embed_dim}), got {x.shape}")
-        q, k, v = self._project(x, context)
         causal = self.is_causal if is_causal is None else is_causal
-        y = F.scaled_dot_product_attention(q, k, v, self._mask(key_padding_mask, attn_mask),
-                                           self.dropout, causal, training=self.training)
+        keep = self._mask(key_padding_mask, attn_mask)
+        if context is None:   # self-attention: split the packed projection into heads, attend, merge
+            return self.out_proj(F.packed_self_attention(self.in_proj(x), self.num_heads, keep, self.dropout,
+                                                         causal, training=self.training))
+        q, k, v = self._project(x, context)
+        y = F.scaled_dot_product_attention(q, k, v, keep, self.dropout, causal, training=self.training)
         b, h, t, d = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(b, t, h * d))
 

@@ -1,0 +1,91 @@
+"""Compiled CPU loops for the fused kernels (numba): the optional ``[fast]`` path.
+
+NumPy computes an op like layer norm as a chain of whole-array passes (mean, subtract, square,
+mean, scale, multiply, add), each reading and writing the whole array. PyTorch runs one C++ loop
+per row instead. This module is that one loop per row, written in Python and compiled by numba
+(``pip install "minillm[fast]"``). Which ops it covers, and why only those:
+
+* layer norm, forward and backward, float32 and float64: one pass per row for the statistics
+  and one for the output, the row staying in cache.
+* GELU (tanh form), float32: one pass forward, one backward. numba's ``exp``/``tanh`` are not
+  vectorized (the PyPI llvmlite has no SVML), and NumPy's float32 ``exp`` is ~10× faster than
+  a scalar loop of them, so tanh is evaluated as a rational function (Eigen's float32
+  ``generic_fast_tanh_float``, a 13/6 odd/even polynomial pair, accurate to a few float32 ulp)
+  that the compiler vectorizes. float64 and the exact (erf) form stay on NumPy.
+* the softmax inside causal attention, float32, forward and backward: one pass per query row over
+  the keys it may see (the masked half of the score matrix is never read), with Cephes' float32
+  ``exp`` written so that it vectorizes. The products around it stay on BLAS; other masks (padding)
+  and float64 stay on NumPy.
+
+Everything else (the products, cross-entropy, the optimizer) stays on NumPy/BLAS. The loops run
+without the GIL (``nogil=True``) and are split over rows by ``threads.py``'s pool, the same pool
+the NumPy path uses, so there is no second threading runtime (numba's own ``parallel=True``
+layers are not safe across ``fork``, nor when two Python threads call a kernel at once).
+
+The switch: ``MINILLM_COMPILED=0`` in the environment, or ``compiled.set_enabled(False)`` /
+``with compiled.enabled_if(False):``, runs the NumPy passes even where numba is installed. The
+tests run every kernel both ways and require the same results (``tests/test_compiled.py``).
+The loops themselves are in ``numba_loops.py``.
+numba compiles a kernel the first time it meets a dtype and layout, and caches the machine code
+on disk (``cache=True``), so later processes start without compiling.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+
+import numpy as np
+
+_available = importlib.util.find_spec("numba") is not None   # the [fast] extra; imported on first use
+_enabled = _available and os.environ.get("MINILLM_COMPILED", "1").strip().lower() not in (
+    "0", "false", "no", "off")
+
+
+def is_available() -> bool:
+    """Whether numba is installed (the ``[fast]`` extra)."""
+    return _available
+
+
+def is_enabled() -> bool:
+    """Whether the fused kernels use the compiled loops where they have one."""
+    return _enabled
+
+
+def set_enabled(flag: bool) -> None:
+    """Use the compiled loops (True; needs numba) or NumPy's passes (False)."""
+    global _enabled
+    if flag and not _available:
+        raise RuntimeError("compiled kernels need numba: pip install 'minillm[fast]'")
+    _enabled = bool(flag)
+
+
+@contextlib.contextmanager
+def enabled_if(flag: bool):
+    """``with enabled_if(False):`` runs the block on NumPy's passes."""
+    previous = _enabled
+    set_enabled(flag)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+# Below this many elements an op keeps NumPy's passes: importing numba and loading its cached
+# machine code costs ~1 s once per process, which a small model (a test, a lesson's toy) never
+# earns back. The CPU preset's smallest compiled array, a layer norm input, has 98k elements.
+MIN_ELEMENTS = 1 << 14
+
+
+def usable(*arrays, dtypes=(np.float32, np.float64)) -> bool:
+    """True if the compiled path is on, every array is a NumPy array of one of ``dtypes``, and the
+    first has at least ``MIN_ELEMENTS`` elements."""
+    return (_enabled and arrays[0].size >= MIN_ELEMENTS
+            and all(isinstance(a, np.ndarray) and a.dtype in dtypes for a in arrays))
+
+
+def kernel(name):
+    """The compiled loop ``name`` from ``numba_loops.py`` (imported on first use, so that importing
+    minillm does not load numba and LLVM)."""
+    from . import numba_loops
+    return getattr(numba_loops, name)

@@ -1,0 +1,276 @@
+"""The compiled CPU loops (``minillm/kernels/compiled.py``, the ``[fast]`` extra) give the same
+results as NumPy's passes: on every layout, in float32 and float64, with NaN and ±inf, in a
+forked child, from two threads at once, and over a few training steps. Skipped where numba is
+not installed; the rest of the suite then runs the NumPy path only.
+"""
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import minillm as mm  # noqa: E402
+from minillm import ops  # noqa: E402
+from minillm.kernels import compiled  # noqa: E402
+from minillm.nn import functional as F  # noqa: E402
+from minillm.tensor import Tensor  # noqa: E402
+
+from test_layouts import LAYOUTS, relayout  # noqa: E402
+
+# float32: the compiled layer norm sums in float64, and the compiled GELU's σ(2u) = ½(1 + tanh u) is
+# a rational tanh a few ulp from tanh, where NumPy's path computes 1/(1 + exp(−2u)); in σ's far
+# tail ½(1 + tanh u) keeps only absolute accuracy (as PyTorch's float32 GELU does), so each path's
+# gradient is within ~4e-6 of the float64 value per unit of upstream gradient (measured below)
+@pytest.fixture(autouse=True)
+def compile_every_size(monkeypatch):
+    """The tests use small arrays; the library keeps NumPy below ``MIN_ELEMENTS``."""
+    monkeypatch.setattr(compiled, "MIN_ELEMENTS", 0)
+
+
+TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=8e-6)}
+
+
+def _layer_norm(x, w, b):
+    return F.layer_norm(x, x.shape[-1], w, b)
+
+
+def _gelu_tanh(x):
+    return ops.gelu(x, approximate="tanh")
+
+
+def _both_paths(fn, arrays, out_grad):
+    """Outputs and gradients of ``fn`` on leaves made from ``arrays``, compiled and NumPy."""
+    results = {}
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            leaves = [None if a is None else Tensor(a, requires_grad=True) for a in arrays]
+            out = fn(*leaves)
+            out.backward(Tensor(out_grad))
+            results[flag] = [out.numpy()] + [None if t is None else t.grad.numpy() for t in leaves]
+    return results[True], results[False]
+
+
+def _assert_same(got, want, dtype, what):
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a is None:
+            assert b is None, what
+            continue
+        assert a.dtype == b.dtype == dtype, f"{what}[{i}]: dtypes {a.dtype}, {b.dtype}"
+        tol = dict(TOLERANCE[dtype])
+        # the weight/bias gradients are sums over all rows: NumPy sums them in the input's dtype,
+        # the compiled loop in float64, so float32 differs by the sum's rounding, relative to its scale
+        tol["atol"] *= max(1.0, float(np.max(np.abs(b), initial=0.0)))
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"{what}[{i}]")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(3, 5, 16), (2, 300, 128), (1, 7)])   # (2, 300, 128): threaded
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm_compiled_equals_numpy(dtype, layout, shape, affine):
+    rng = np.random.default_rng(1)
+    x = relayout((3 * rng.standard_normal(shape) + 1).astype(dtype), layout)
+    d = shape[-1]
+    w = rng.standard_normal(d).astype(dtype) if affine else None
+    b = rng.standard_normal(d).astype(dtype) if affine else None
+    g = rng.standard_normal(shape).astype(dtype)
+    got, want = _both_paths(_layer_norm, [x, w, b], g)
+    _assert_same(got, want, dtype, f"layer_norm {layout} {shape}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(4, 33), (12, 64, 512)])   # (12, 64, 512): threaded
+def test_gelu_tanh_compiled_equals_numpy(layout, shape):
+    rng = np.random.default_rng(2)
+    x = relayout((4 * rng.standard_normal(shape)).astype(np.float32), layout)
+    g = rng.standard_normal(shape).astype(np.float32)
+    got, want = _both_paths(_gelu_tanh, [x], g)
+    _assert_same(got, want, np.float32, f"gelu {layout} {shape}")
+
+
+def test_gelu_tanh_compiled_on_special_values_matches_numpy():
+    """NaN stays NaN, ±inf and far tails give what NumPy's σ(2u) gives (σ exactly 0 or 1)."""
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 5.0, -5.0, 9.0, -9.0, 50.0, -50.0,
+                  3e38, -3e38], np.float32)
+    got, want = _both_paths(_gelu_tanh, [x], np.ones_like(x))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+    assert got[0][2] != got[0][2] and got[0][12] == 0.0   # gelu(−inf) = −inf·0 = NaN as in NumPy; gelu(−50) = −0
+
+
+def test_gelu_tanh_compiled_is_accurate_against_float64():
+    x = np.linspace(-12, 12, 200_001).astype(np.float32)
+    with compiled.enabled_if(True):
+        leaf = Tensor(x, requires_grad=True)
+        out = _gelu_tanh(leaf)
+        out.backward(Tensor(np.ones_like(x)))
+    x64 = x.astype(np.float64)
+    k, c = np.sqrt(2 / np.pi), 0.044715
+    t = np.tanh(k * (x64 + c * x64 ** 3))
+    exact = 0.5 * x64 * (1 + t)
+    exact_grad = 0.5 * (1 + t) + 0.5 * x64 * (1 - t * t) * k * (1 + 3 * c * x64 ** 2)
+    assert np.max(np.abs(out.numpy() - exact)) < 2e-6, np.max(np.abs(out.numpy() - exact))
+    assert np.max(np.abs(leaf.grad.numpy() - exact_grad)) < 5e-6, np.max(np.abs(leaf.grad.numpy() - exact_grad))
+
+
+def test_layer_norm_compiled_propagates_nan_and_inf_per_row():
+    x = np.ones((4, 8), np.float32)
+    x[0, 3], x[1, 5] = np.nan, np.inf
+    x[2] = np.arange(8)
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            y = F.layer_norm(Tensor(x), 8).numpy()
+        assert np.isnan(y[0]).all() and np.isnan(y[1]).all(), (flag, y[:2])
+        assert np.isfinite(y[2:]).all()
+        np.testing.assert_allclose(y[3], 0.0)   # a constant row normalizes to 0 (σ² = 0, ε keeps it finite)
+
+
+def test_float64_gelu_and_erf_gelu_stay_on_numpy_and_agree():
+    """Only float32 tanh GELU has a compiled loop; the rest must be unchanged by the switch."""
+    rng = np.random.default_rng(3)
+    for dtype, approximate in ((np.float64, "tanh"), (np.float32, "none"), (np.float64, "none")):
+        x = rng.standard_normal((5, 9)).astype(dtype)
+        fn = lambda t: ops.gelu(t, approximate=approximate)   # noqa: E731
+        got, want = _both_paths(fn, [x], np.ones_like(x))
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def _compiled_ops_in_child(queue):
+    try:
+        x = Tensor(np.random.default_rng(0).standard_normal((300, 512)).astype(np.float32), requires_grad=True)
+        y = F.layer_norm(_gelu_tanh(x), 512)
+        y.sum().backward()
+        queue.put(float(np.abs(x.grad.numpy()).sum()))
+    except Exception as exc:   # pragma: no cover - reported to the parent
+        queue.put(repr(exc))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_compiled_kernels_work_in_a_forked_child():
+    with compiled.enabled_if(True):
+        _compiled_ops_in_child(queue := multiprocessing.Queue())   # compile and use in the parent first
+        expected = queue.get(timeout=60)
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_compiled_ops_in_child, args=(queue,))
+        child.start()
+        got = queue.get(timeout=60)
+        child.join(60)
+    assert child.exitcode == 0 and got == pytest.approx(expected, rel=1e-6), got
+
+
+def test_compiled_kernels_from_two_threads_at_once():
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((200, 1024)).astype(np.float32) for _ in range(2)]
+    with compiled.enabled_if(True):
+        want = [F.layer_norm(_gelu_tanh(Tensor(a)), 1024).numpy() for a in inputs]
+        got = [None, None]
+
+        def work(i):
+            for _ in range(20):
+                got[i] = F.layer_norm(_gelu_tanh(Tensor(inputs[i])), 1024).numpy()
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_steps_agree_on_both_paths():
+    from minillm.models.gpt import GPT, GPTConfig
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, 30, (4, 17)) for _ in range(5)]
+    losses = {}
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            mm.manual_seed(0)
+            model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+            opt = mm.optim.AdamW(model.parameters(), lr=1e-2)
+            losses[flag] = []
+            for b in batches:
+                _, loss = model(mm.tensor(b[:, :-1]), mm.tensor(b[:, 1:]))
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                losses[flag].append(loss.item())
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+
+
+def test_switch_follows_the_environment_and_refuses_without_numba(monkeypatch):
+    code = "from minillm.kernels import compiled; print(compiled.is_enabled())"
+    env = dict(os.environ, MINILLM_COMPILED="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-c", "import sys, minillm; print('numba' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "importing minillm must not import numba"
+    monkeypatch.setattr(compiled, "_available", False)
+    with pytest.raises(RuntimeError, match="numba"):
+        compiled.set_enabled(True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("tq,tk", [(64, 64), (5, 9), (9, 5), (1, 1), (3, 40)])   # tq > tk: rows with no key
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_causal_attention_compiled_equals_numpy(layout, tq, tk, dropout):
+    rng = np.random.default_rng(6)
+    b, h, d = 3, 2, 8
+    q, k, v = (relayout(rng.standard_normal(shape).astype(np.float32), layout)
+               for shape in ((b, h, tq, d), (b, h, tk, d), (b, h, tk, d)))
+    g = rng.standard_normal((b, h, tq, d)).astype(np.float32)
+
+    def attend(qt, kt, vt):
+        mm.manual_seed(11)   # the same dropout mask on both paths
+        return F.scaled_dot_product_attention(qt, kt, vt, dropout_p=dropout, is_causal=True)
+    got, want = _both_paths(attend, [q, k, v], g)
+    _assert_same(got, want, np.float32, f"attention {layout} {tq}x{tk} p={dropout}")
+    if tq > tk:   # query i sees keys ≤ i + tk − tq: the first tq − tk rows see none and output 0
+        assert not np.any(got[0][:, :, :tq - tk])
+
+
+def test_causal_attention_compiled_with_an_explicit_causal_mask_and_weights():
+    """A hand-made causal mask takes the compiled path too; the weights are exactly 0 past the
+    diagonal and each row sums to 1; any other mask (padding) runs NumPy's passes."""
+    rng = np.random.default_rng(8)
+    q = Tensor(rng.standard_normal((2, 2, 6, 4)).astype(np.float32))
+    causal = np.tri(6, 6, dtype=bool)
+    with compiled.enabled_if(True):
+        w = F.attention_weights(q, q, attn_mask=causal).numpy()
+        padded = causal & np.array([True] * 5 + [False])
+        w_pad = F.attention_weights(q, q, attn_mask=padded).numpy()
+    with compiled.enabled_if(False):
+        w_ref = F.attention_weights(q, q, attn_mask=causal).numpy()
+        w_pad_ref = F.attention_weights(q, q, attn_mask=padded).numpy()
+    assert np.all(w[..., ~causal] == 0)
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(w_pad, w_pad_ref)
+
+
+def test_compiled_causal_softmax_is_accurate_against_float64():
+    """The causal softmax's vectorizable float32 exp (Cephes' expf): a row of scores spanning
+    float32's whole exp range gives the float64 softmax to float32 precision; scores that underflow
+    (below −87.34, and −inf) give exactly 0; a NaN score makes its row NaN, as in NumPy."""
+    from minillm.kernels import numba_loops
+
+    x = np.concatenate([np.linspace(-87.3, 0, 100_001), [-87.4, -100.0, -np.inf]]).astype(np.float32)
+    row = x.reshape(1, 1, -1).copy()
+    numba_loops.causal_softmax_forward(row, row.shape[-1], np.empty(row.shape[-1], np.int32))
+    exp64 = np.exp(x.astype(np.float64))
+    want = exp64 / exp64.sum()
+    got = row[0, 0].astype(np.float64)
+    assert np.all(got[-3:] == 0)
+    normal = want > 1e-30   # leave out float32's subnormal range, where the spacing is absolute
+    assert np.max(np.abs(got[normal] - want[normal]) / want[normal]) < 1e-6
+    with_nan = np.array([[[0.0, np.nan, -1.0]]], np.float32)
+    numba_loops.causal_softmax_forward(with_nan, 3, np.empty(3, np.int32))
+    assert np.isnan(with_nan).all()
