@@ -156,6 +156,33 @@ def _exp32_mantissa(x):
     return y, n
 
 
+_LANES = 8   # independent running maxima: a max carried through one variable cannot vectorize
+
+
+@numba.njit(inline="always", fastmath={"contract", "nsz"}, error_model="numpy")
+def _row_max(row, keys, lanes):
+    """max(row[:keys]) for keys ≥ 1, NaN entries ignored (NumPy gives NaN there; the row still
+    becomes NaN through exp(NaN − max)). ``lanes``: a scratch array of ``_LANES`` entries."""
+    top = row[0]
+    j = 0
+    if keys >= _LANES:
+        for lane in range(_LANES):
+            lanes[lane] = row[lane]
+        j = _LANES
+        while j + _LANES <= keys:
+            for lane in range(_LANES):
+                v = row[j + lane]
+                lanes[lane] = v if v > lanes[lane] else lanes[lane]
+            j += _LANES
+        for lane in range(_LANES):
+            top = lanes[lane] if lanes[lane] > top else top
+    while j < keys:
+        v = row[j]
+        top = v if v > top else top
+        j += 1
+    return top
+
+
 @_jit
 def causal_softmax_forward(s, offset, bits):
     """In place on float32 scores s (N, Tq, Tk): row i becomes softmax over keys j ≤ i + offset,
@@ -163,6 +190,7 @@ def causal_softmax_forward(s, offset, bits):
     n_blocks, tq, tk = s.shape
     zero = np.float32(0.0)
     scale2 = bits.view(np.float32)   # the 2^n factors, as float32 bit patterns
+    lanes = np.empty(_LANES, s.dtype)
     for n in range(n_blocks):
         for i in range(tq):
             keys = min(max(i + offset + 1, 0), tk)
@@ -170,13 +198,11 @@ def causal_softmax_forward(s, offset, bits):
                 s[n, i, j] = zero
             if keys == 0:
                 continue
-            top = s[n, i, 0]
-            for j in range(1, keys):
-                top = max(top, s[n, i, j])
+            top = _row_max(s[n, i], keys, lanes)
             for j in range(keys):
                 y, e = _exp32_mantissa(s[n, i, j] - top)
                 s[n, i, j] = y
-                bits[j] = (np.int32(e) + 127) << 23
+                bits[j] = np.int32((e + np.float32(127.0)) * np.float32(8388608.0))   # (n + 127) << 23
             total = 0.0   # float64: a long row's sum keeps its accuracy
             for j in range(keys):
                 v = s[n, i, j] * scale2[j]
