@@ -1,0 +1,83 @@
+"""What each speed lever is worth: minillm's training step under environment switches, each variant
+in its own processes, the variants alternated round by round (same method as bench_ratio.py).
+
+    python benchmarks/bench_levers.py --config cpu --long 200 --short 50 --rounds 5
+
+Variants (environment of the child process; everything else at its defaults):
+
+* ``all on``: the default (compiled loops where numba is installed, freed memory kept for reuse);
+* ``MINILLM_COMPILED=0``: NumPy's passes instead of the compiled loops (kernels/compiled.py);
+* ``MINILLM_KEEP_FREED_MEMORY=0``: glibc's malloc left as it is (backend.keep_freed_memory_for_reuse);
+* ``both off``: both of the above;
+* ``MINILLM_FUSED=0``: no fused kernels at all, the plain formulas (the textbook path).
+
+Per-iteration time = (wall time of a --long run − that of a --short run) / (long − short); the
+median and the spread over rounds are printed and appended as one JSON line to ``--json``
+(default benchmarks/results/bench_levers.jsonl), with the raw rounds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+VARIANTS = {
+    "all on": {},
+    "MINILLM_COMPILED=0": {"MINILLM_COMPILED": "0"},
+    "MINILLM_KEEP_FREED_MEMORY=0": {"MINILLM_KEEP_FREED_MEMORY": "0"},
+    "both off": {"MINILLM_COMPILED": "0", "MINILLM_KEEP_FREED_MEMORY": "0"},
+    "MINILLM_FUSED=0": {"MINILLM_FUSED": "0"},
+}
+
+
+def run(config, iters, env):
+    cmd = [sys.executable, os.path.join(HERE, "bench_ratio.py"), "--child", "minillm", "--config", config,
+           "--iters", str(iters)]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
+    return time.perf_counter() - t0, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", choices=["cpu", "gpt6"], default="cpu")
+    p.add_argument("--long", type=int, default=200)
+    p.add_argument("--short", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--json", default=os.path.join(HERE, "results", "bench_levers.jsonl"))
+    args = p.parse_args()
+    n = args.long - args.short
+    rounds = []
+    for r in range(args.rounds):
+        order = args.variants if r % 2 == 0 else list(reversed(args.variants))
+        rec = {}
+        for name in order:
+            long_wall, long_out = run(args.config, args.long, VARIANTS[name])
+            short_wall, _ = run(args.config, args.short, VARIANTS[name])
+            rec[name] = {"ms_per_iter": (long_wall - short_wall) * 1000 / n, "vm_hwm_mib": long_out["vm_hwm_mib"],
+                         "loss": long_out["loss"]}
+        rounds.append(rec)
+        print(f"round {r}: " + ", ".join(f"{k} {v['ms_per_iter']:.1f}" for k, v in rec.items()), flush=True)
+    summary = {}
+    for name in args.variants:
+        xs = [rec[name]["ms_per_iter"] for rec in rounds]
+        summary[name] = {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
+                         "peak_rss_mib": statistics.median(rec[name]["vm_hwm_mib"] for rec in rounds),
+                         "final_loss": rounds[0][name]["loss"]}
+    print(json.dumps(summary, indent=1))
+    import numpy
+    res = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": args.config, "long": args.long,
+           "short": args.short, "numpy": numpy.__version__, "summary": summary, "rounds": rounds}
+    with open(args.json, "a") as f:
+        f.write(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    main()
