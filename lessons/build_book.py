@@ -9,6 +9,13 @@ figures in place, and an index page made from lessons/README.md.
 The site goes to ``lessons/_build/`` (git-ignored; open ``lessons/_build/index.html``). The committed
 notebooks are never modified: each one is executed in memory, in ``lessons/`` like ``pytest --nbmake``,
 and a failing cell fails the build. Uses nbclient and nbconvert (the ``dev`` and ``lessons`` extras).
+
+With ``--jobs N`` (N > 1) every kernel gets one thread (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS``, ``MINILLM_NUM_THREADS`` = 1 in the environment it inherits): N kernels, each with a
+BLAS and a minillm thread pool as wide as the machine, oversubscribe its cores, and the lessons' small
+matrices then run several times slower than on one thread. Measured on 2 cores, the same notebooks:
+``--quick --jobs 2`` took 480 s without this and 101 s with it. A variable already set in the
+environment is left as it is.
 """
 from __future__ import annotations
 
@@ -30,20 +37,52 @@ def _link_html(text: str) -> str:
     return re.sub(r'href="(\d\d_[\w-]+)\.ipynb', r'href="\1.html', text)
 
 
-def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int) -> tuple:
-    import nbformat
+# the thread-pool sizes a kernel reads from its environment: BLAS (OpenBLAS, MKL, OpenMP) and minillm's own
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MINILLM_NUM_THREADS")
+
+
+def kernel_env(jobs: int) -> dict:
+    """The thread settings for the kernels when ``jobs`` notebooks run at once: one thread each when
+    jobs > 1 (variables already set are kept), nothing otherwise."""
+    if jobs <= 1:
+        return {}
+    return {k: os.environ.get(k, "1") for k in THREAD_VARS}
+
+
+def _client(nb, timeout: int):
+    """An nbclient NotebookClient whose Output-widget mimic does not write to the kernel.
+
+    nbclient mimics a front end's Output widget (what ``ipywidgets.interact`` draws into) and sends the
+    widget's new state back to the kernel on the shell channel, from the task that reads IOPub, while
+    another task waits on that same channel for the cell's execute_reply. Now and then the reply is never
+    seen and the build waits out the cell timeout (jupyter/nbclient#312; seen here once, on lesson 05's
+    slider cell: the kernel idle, the client still waiting). Nothing in a batch run needs that state in
+    the kernel: the widget's outputs are recorded in the notebook's widget state without it."""
     from nbclient import NotebookClient
+    from nbclient.output_widget import OutputWidget
+
+    class _OutputWidget(OutputWidget):
+        def sync_state(self) -> None:
+            pass
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}})
+    client.widget_registry["@jupyter-widgets/output"] = {"OutputModel": _OutputWidget}
+    return client
+
+
+def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int, env: dict | None = None) -> tuple:
+    import nbformat
     from nbconvert import HTMLExporter
 
     os.environ["MINILLM_QUICK"] = "1" if quick else "0"
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ.update(env or {})          # the kernel inherits this process's environment
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()
     if execute:
         for attempt in range(3):
             try:
-                NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                               resources={"metadata": {"path": str(HERE)}}).execute()
+                _client(nb, timeout).execute()
                 break
             except RuntimeError as exc:
                 # two kernels started at the same moment can pick the same port ("Kernel died before
@@ -98,8 +137,12 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = []
-    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(build_one, str(p), str(out), quick, not args.no_execute, args.timeout): p
+    jobs = max(1, args.jobs)
+    env = kernel_env(min(jobs, len(paths)))
+    if env:
+        print("kernel threads: " + " ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(build_one, str(p), str(out), quick, not args.no_execute, args.timeout, env): p
                    for p in paths}
         for fut in cf.as_completed(futures):
             try:

@@ -16,3 +16,24 @@ def test_renders_pages_and_index(tmp_path):
     index = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert 'href="10_ensembles.html"' in index and ".ipynb" not in index.split("<h2>Pages</h2>")[1][:200]
     assert "Jensen" in (tmp_path / "10_ensembles.html").read_text(encoding="utf-8")
+
+
+def test_parallel_kernels_get_one_thread_each(monkeypatch):
+    for name in build_book.THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert build_book.kernel_env(1) == {}
+    assert build_book.kernel_env(2) == {name: "1" for name in build_book.THREAD_VARS}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")             # set by the caller: kept
+    assert build_book.kernel_env(2)["OMP_NUM_THREADS"] == "3"
+
+
+def test_output_widget_mimic_does_not_write_to_the_kernel():
+    import nbformat
+
+    client = build_book._client(nbformat.v4.new_notebook(), timeout=10)
+    widget = client.widget_registry["@jupyter-widgets/output"]["OutputModel"]
+    sent = []
+    mimic = widget("c0", {"outputs": []}, None, client)
+    mimic.send = sent.append
+    mimic.sync_state()
+    assert sent == []
