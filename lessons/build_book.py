@@ -75,6 +75,9 @@ def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int,
     from nbconvert import HTMLExporter
 
     os.environ["MINILLM_QUICK"] = "1" if quick else "0"
+    # the lessons quote numbers measured on NumPy's kernels; the compiled [fast] loops round
+    # differently, so the book runs NumPy's, and its pages print what the text quotes
+    os.environ["MINILLM_COMPILED"] = "0"
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     os.environ.update(env or {})          # the kernel inherits this process's environment
     nb = nbformat.read(path, as_version=4)
