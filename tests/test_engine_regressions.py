@@ -217,3 +217,24 @@ def test_float16_parameters_are_updated_through_float32_master_weights():
     restored = optim.AdamW([p], lr=1e-3, weight_decay=0.0)
     restored.load_state_dict(opt.state_dict())
     assert restored.state[p]["master_param"].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [True, False])
+def test_packed_self_attention_is_bitwise_the_split_heads_path(dtype, causal):
+    """nn.MultiHeadAttention's self-attention now runs F.packed_self_attention (one node); it must
+    give exactly what splitting qkv, attending per head and merging gave before, forward and
+    backward, so that runs and quoted numbers reproduce (CPU-preset sizes: the compiled softmax
+    applies to the causal float32 case)."""
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((12, 64, 384)).astype(dtype)
+    g = rng.standard_normal((12, 64, 128)).astype(dtype)
+    packed = mm.Tensor(qkv, requires_grad=True)
+    out_packed = F.packed_self_attention(packed, 4, is_causal=causal)
+    out_packed.backward(mm.Tensor(g))
+    split = mm.Tensor(qkv, requires_grad=True)
+    q, k, v = (x.reshape(12, 64, 4, 32).transpose(1, 2) for x in split.split(128, dim=-1))
+    out_split = F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(12, 64, 128)
+    out_split.backward(mm.Tensor(g))
+    np.testing.assert_array_equal(out_packed.numpy(), out_split.numpy())
+    np.testing.assert_array_equal(packed.grad.numpy(), split.grad.numpy())
