@@ -274,3 +274,26 @@ def test_compiled_causal_softmax_is_accurate_against_float64():
     with_nan = np.array([[[0.0, np.nan, -1.0]]], np.float32)
     numba_loops.causal_softmax_forward(with_nan, 3, np.empty(3, np.int32))
     assert np.isnan(with_nan).all()
+
+
+def test_numba_that_fails_to_load_falls_back_to_numpy_with_one_warning(monkeypatch):
+    """numba installed but unusable (built for another NumPy, say): the step must not fail; the
+    kernels warn once and run NumPy's passes, with NumPy's results."""
+    import importlib
+
+    def broken(name, *args, **kwargs):
+        raise ImportError("Numba needs NumPy 2.3 or less")
+    monkeypatch.setattr(compiled, "_loops", None)
+    monkeypatch.setattr(compiled, "_load_error", None)
+    monkeypatch.setattr(compiled, "_enabled", True)
+    monkeypatch.setattr(compiled.importlib, "import_module", broken)
+    x = np.random.default_rng(9).standard_normal((64, 256)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="could not be loaded.*NumPy 2.3"):
+        got = F.layer_norm(Tensor(x), 256).numpy()
+    assert not compiled.is_enabled()
+    again = F.layer_norm(Tensor(x), 256).numpy()   # no second warning: the switch is off now
+    monkeypatch.setattr(compiled.importlib, "import_module", importlib.import_module)
+    with compiled.enabled_if(False):
+        want = F.layer_norm(Tensor(x), 256).numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(again, want)

@@ -32,8 +32,10 @@ on disk (``cache=True``), so later processes start without compiling.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
+import warnings
 
 import numpy as np
 
@@ -78,14 +80,34 @@ MIN_ELEMENTS = 1 << 14
 
 
 def usable(*arrays, dtypes=(np.float32, np.float64)) -> bool:
-    """True if the compiled path is on, every array is a NumPy array of one of ``dtypes``, and the
-    first has at least ``MIN_ELEMENTS`` elements."""
+    """True if the compiled path is on, every array is a NumPy array of one of ``dtypes``, the
+    first has at least ``MIN_ELEMENTS`` elements, and the loops load (see ``_load``)."""
     return (_enabled and arrays[0].size >= MIN_ELEMENTS
-            and all(isinstance(a, np.ndarray) and a.dtype in dtypes for a in arrays))
+            and all(isinstance(a, np.ndarray) and a.dtype in dtypes for a in arrays)
+            and _load() is not None)
+
+
+_loops = None        # the numba_loops module, once imported
+_load_error = None   # why it could not be, if it could not
+
+
+def _load():
+    """Import ``numba_loops`` on first use. numba can be installed and still fail to load (built
+    for another NumPy, or no writable place for its cache): then warn once and run NumPy's passes
+    for the rest of the process instead of failing the step."""
+    global _loops, _load_error, _enabled
+    if _loops is None and _load_error is None:
+        try:
+            _loops = importlib.import_module(__name__.rsplit(".", 1)[0] + ".numba_loops")
+        except Exception as exc:   # noqa: BLE001 - any failure to load means "use NumPy"
+            _load_error, _enabled = exc, False
+            warnings.warn(f"minillm: numba is installed but its loops could not be loaded "
+                          f"({type(exc).__name__}: {exc}); using NumPy's kernels instead "
+                          f"(MINILLM_COMPILED=0 silences this)", RuntimeWarning, stacklevel=3)
+    return _loops
 
 
 def kernel(name):
     """The compiled loop ``name`` from ``numba_loops.py`` (imported on first use, so that importing
     minillm does not load numba and LLVM)."""
-    from . import numba_loops
-    return getattr(numba_loops, name)
+    return getattr(_load(), name)
