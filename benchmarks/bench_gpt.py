@@ -43,7 +43,9 @@ def make_batches(cfg, n, vocab=65, seed=0):
     return out
 
 
-def build_minillm(cfg, device, dropout):
+def minillm_model_and_optimizer(cfg, device, dropout):
+    """minillm's GPT for ``cfg`` (seed 0) and AdamW as both benchmarks use it: weight decay 0.1 on
+    the matrices, lr 1e-3, betas (0.9, 0.99)."""
     import minillm
     from minillm.models.gpt import GPT, GPTConfig
     minillm.manual_seed(0)
@@ -54,6 +56,12 @@ def build_minillm(cfg, device, dropout):
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = minillm.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                               lr=1e-3, betas=(0.9, 0.99))
+    return model, gcfg, opt
+
+
+def build_minillm(cfg, device, dropout):
+    import minillm
+    model, gcfg, opt = minillm_model_and_optimizer(cfg, device, dropout)
 
     def step(x, y):
         xt, yt = minillm.tensor(x, device=device), minillm.tensor(y, device=device)
@@ -69,10 +77,14 @@ def build_minillm(cfg, device, dropout):
     return model, gcfg, step, sync
 
 
-def build_torch(cfg, device, dropout, sdpa, minillm_model=None, gcfg=None):
+def torch_model_and_optimizer(cfg, device, dropout, sdpa, minillm_model=None, gcfg=None, torch_defaults=False):
+    """The PyTorch twin (``torch_gpt.TorchGPT``; with ``minillm_model``, its weights) and the same
+    AdamW. ``torch_defaults=True`` leaves AdamW's ``foreach`` to PyTorch, as people run it."""
     import torch
     from torch_gpt import TorchGPT
     from minillm.models.gpt import GPTConfig
+    if minillm_model is None:
+        torch.manual_seed(0)
     gcfg = gcfg or GPTConfig(vocab_size=65, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
                              n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=dropout)
     model = TorchGPT(gcfg, sdpa=sdpa)
@@ -81,8 +93,15 @@ def build_torch(cfg, device, dropout, sdpa, minillm_model=None, gcfg=None):
     model = model.to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
+    options = {} if torch_defaults else {"foreach": device != "cpu"}
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.99), foreach=(device != "cpu"))
+                            lr=1e-3, betas=(0.9, 0.99), **options)
+    return model, opt
+
+
+def build_torch(cfg, device, dropout, sdpa, minillm_model=None, gcfg=None, torch_defaults=False):
+    import torch
+    model, opt = torch_model_and_optimizer(cfg, device, dropout, sdpa, minillm_model, gcfg, torch_defaults)
 
     def step(x, y):
         xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)

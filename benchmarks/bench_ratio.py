@@ -62,27 +62,8 @@ def child(args):
         _, _, step, sync = build_minillm(cfg, "cpu", 0.0)
     else:
         import torch
-        from torch_gpt import TorchGPT
-        from minillm.models.gpt import GPTConfig
-        torch.manual_seed(0)
-        gcfg = GPTConfig(vocab_size=65, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
-                         n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0)
-        model = TorchGPT(gcfg, sdpa=True)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
-
-        def step(x, y):
-            _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            return loss
-
-        def sync(loss):
-            return loss.item()
+        from bench_gpt import build_torch
+        _, step, sync = build_torch(cfg, "cpu", 0.0, sdpa=True, torch_defaults=True)
         info["torch_threads"] = torch.get_num_threads()
         info["torch_interop_threads"] = torch.get_num_interop_threads()
         info["torch_mkl"] = torch.backends.mkl.is_available()

@@ -49,46 +49,25 @@ def child(fw, config, steps, warmup):
     batches = make_batches(cfg, warmup + 2 * steps, seed=3)
     if fw == "minillm":
         import minillm
-        from minillm.models.gpt import GPT, GPTConfig
+        from bench_gpt import minillm_model_and_optimizer
         from minillm.profiler import OpProfiler
-        minillm.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=65, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
-                              n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0))
-        ps = list(model.parameters())
-        opt = minillm.optim.AdamW([{"params": [p for p in ps if p.ndim >= 2], "weight_decay": 0.1},
-                                   {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0}],
-                                  lr=1e-3, betas=(0.9, 0.99))
-
-        def fwd_bwd(x, y):
-            _, loss = model(minillm.tensor(x), minillm.tensor(y))
-            loss.backward()
-            return loss.item()
-
-        def opt_step():
-            minillm.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad()
+        model, _, opt = minillm_model_and_optimizer(cfg, "cpu", 0.0)
+        tensor, clip = minillm.tensor, minillm.nn.utils.clip_grad_norm_
     else:
         import torch
-        from torch_gpt import TorchGPT
-        from minillm.models.gpt import GPTConfig
-        torch.manual_seed(0)
-        model = TorchGPT(GPTConfig(vocab_size=65, block_size=cfg["block_size"], n_layer=cfg["n_layer"],
-                                   n_head=cfg["n_head"], n_embd=cfg["n_embd"], dropout=0.0), sdpa=True)
-        ps = list(model.parameters())
-        opt = torch.optim.AdamW([{"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
-                                 {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}],
-                                lr=1e-3, betas=(0.9, 0.99))
+        from bench_gpt import torch_model_and_optimizer
+        model, opt = torch_model_and_optimizer(cfg, "cpu", 0.0, sdpa=True, torch_defaults=True)
+        tensor, clip = torch.from_numpy, torch.nn.utils.clip_grad_norm_
 
-        def fwd_bwd(x, y):
-            _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
-            loss.backward()
-            return loss.item()
+    def fwd_bwd(x, y):
+        _, loss = model(tensor(x), tensor(y))
+        loss.backward()
+        return loss.item()
 
-        def opt_step():
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+    def opt_step():
+        clip(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()   # minillm sets grads to None; PyTorch's default is set_to_none=True
 
     def run(bs):
         fb = op = 0.0
