@@ -28,8 +28,19 @@ from test_layouts import LAYOUTS, relayout  # noqa: E402
 # gradient is within ~4e-6 of the float64 value per unit of upstream gradient (measured below)
 @pytest.fixture(autouse=True)
 def compile_every_size(monkeypatch):
-    """The tests use small arrays; the library keeps NumPy below ``MIN_ELEMENTS``."""
+    """The tests use small arrays; the library keeps NumPy below ``MIN_ELEMENTS``. Also counts the
+    compiled loops fetched (``LOOPS_USED``), so a comparison can prove the compiled side ran."""
     monkeypatch.setattr(compiled, "MIN_ELEMENTS", 0)
+    LOOPS_USED.clear()
+    real = compiled.kernel
+
+    def counting(name):
+        LOOPS_USED.append(name)
+        return real(name)
+    monkeypatch.setattr(compiled, "kernel", counting)
+
+
+LOOPS_USED = []
 
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=8e-6)}
@@ -43,15 +54,19 @@ def _gelu_tanh(x):
     return ops.gelu(x, approximate="tanh")
 
 
-def _both_paths(fn, arrays, out_grad):
-    """Outputs and gradients of ``fn`` on leaves made from ``arrays``, compiled and NumPy."""
+def _both_paths(fn, arrays, out_grad, compiled_loops=2):
+    """Outputs and gradients of ``fn`` on leaves made from ``arrays``, compiled and NumPy; the
+    compiled run must have used ``compiled_loops`` loops (forward and backward: 2) and the NumPy
+    run none."""
     results = {}
     for flag in (True, False):
+        LOOPS_USED.clear()
         with compiled.enabled_if(flag):
             leaves = [None if a is None else Tensor(a, requires_grad=True) for a in arrays]
             out = fn(*leaves)
             out.backward(Tensor(out_grad))
             results[flag] = [out.numpy()] + [None if t is None else t.grad.numpy() for t in leaves]
+        assert len(LOOPS_USED) == (compiled_loops if flag else 0), (flag, LOOPS_USED)
     return results[True], results[False]
 
 
@@ -110,6 +125,7 @@ def test_gelu_tanh_compiled_is_accurate_against_float64():
         leaf = Tensor(x, requires_grad=True)
         out = _gelu_tanh(leaf)
         out.backward(Tensor(np.ones_like(x)))
+    assert LOOPS_USED == ["gelu_tanh_forward", "gelu_tanh_backward"]
     x64 = x.astype(np.float64)
     k, c = np.sqrt(2 / np.pi), 0.044715
     t = np.tanh(k * (x64 + c * x64 ** 3))
@@ -137,7 +153,7 @@ def test_float64_gelu_and_erf_gelu_stay_on_numpy_and_agree():
     for dtype, approximate in ((np.float64, "tanh"), (np.float32, "none"), (np.float64, "none")):
         x = rng.standard_normal((5, 9)).astype(dtype)
         fn = lambda t: ops.gelu(t, approximate=approximate)   # noqa: E731
-        got, want = _both_paths(fn, [x], np.ones_like(x))
+        got, want = _both_paths(fn, [x], np.ones_like(x), compiled_loops=0)
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
 
@@ -191,6 +207,7 @@ def test_training_steps_agree_on_both_paths():
     batches = [rng.integers(0, 30, (4, 17)) for _ in range(5)]
     losses = {}
     for flag in (True, False):
+        LOOPS_USED.clear()
         with compiled.enabled_if(flag):
             mm.manual_seed(0)
             model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
@@ -202,6 +219,9 @@ def test_training_steps_agree_on_both_paths():
                 opt.step()
                 opt.zero_grad()
                 losses[flag].append(loss.item())
+            if flag:   # every compiled loop took part in the compiled run
+                assert {"layer_norm_forward", "layer_norm_backward", "gelu_tanh_forward", "gelu_tanh_backward",
+                        "causal_softmax_forward", "causal_softmax_backward"} <= set(LOOPS_USED)
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
 
 
@@ -244,9 +264,12 @@ def test_causal_attention_compiled_with_an_explicit_causal_mask_and_weights():
     q = Tensor(rng.standard_normal((2, 2, 6, 4)).astype(np.float32))
     causal = np.tri(6, 6, dtype=bool)
     with compiled.enabled_if(True):
+        LOOPS_USED.clear()
         w = F.attention_weights(q, q, attn_mask=causal).numpy()
+        assert LOOPS_USED == ["causal_softmax_forward"]
         padded = causal & np.array([True] * 5 + [False])
         w_pad = F.attention_weights(q, q, attn_mask=padded).numpy()
+        assert LOOPS_USED == ["causal_softmax_forward"]   # the padding mask ran NumPy's passes
     with compiled.enabled_if(False):
         w_ref = F.attention_weights(q, q, attn_mask=causal).numpy()
         w_pad_ref = F.attention_weights(q, q, attn_mask=padded).numpy()
@@ -297,3 +320,42 @@ def test_numba_that_fails_to_load_falls_back_to_numpy_with_one_warning(monkeypat
         want = F.layer_norm(Tensor(x), 256).numpy()
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(again, want)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_packed_self_attention_compiled_equals_numpy(layout, dropout):
+    """nn.MultiHeadAttention's self-attention path: causal, with dropout on the probabilities."""
+    rng = np.random.default_rng(12)
+    qkv = relayout(rng.standard_normal((3, 10, 24)).astype(np.float32), layout)
+    g = rng.standard_normal((3, 10, 8)).astype(np.float32)
+
+    def attend(t):
+        mm.manual_seed(5)
+        return F.packed_self_attention(t, 2, dropout_p=dropout, is_causal=True)
+    got, want = _both_paths(attend, [qkv], g)
+    _assert_same(got, want, np.float32, f"packed {layout} p={dropout}")
+
+
+def test_training_steps_with_dropout_agree_on_both_paths():
+    from minillm.models.gpt import GPT, GPTConfig
+    rng = np.random.default_rng(13)
+    batches = [rng.integers(0, 30, (4, 17)) for _ in range(4)]
+    losses = {}
+    for flag in (True, False):
+        LOOPS_USED.clear()
+        with compiled.enabled_if(flag):
+            mm.manual_seed(0)
+            model = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.2))
+            opt = mm.optim.AdamW(model.parameters(), lr=1e-2)
+            losses[flag] = []
+            for b in batches:
+                _, loss = model(mm.tensor(b[:, :-1]), mm.tensor(b[:, 1:]))
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                losses[flag].append(loss.item())
+            if flag:   # every compiled loop took part in the compiled run
+                assert {"layer_norm_forward", "layer_norm_backward", "gelu_tanh_forward", "gelu_tanh_backward",
+                        "causal_softmax_forward", "causal_softmax_backward"} <= set(LOOPS_USED)
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)

@@ -3,6 +3,8 @@
 on the score matrix, with the backward in closed form."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import backend
@@ -11,14 +13,18 @@ from .base import FusedFunction
 from .threads import over_rows
 
 
+@functools.lru_cache(maxsize=16)
+def _causal_mask(tq, tk):
+    return np.tri(tq, tk, tk - tq, dtype=bool)
+
+
 def causal_offset(keep, tq, tk):
     """``tk − tq`` if ``keep`` is exactly the causal mask (query i sees keys ≤ i + tk − tq, as
     ``ops.tril_mask`` builds it for ``is_causal``), else None. Checks the values (Tq·Tk booleans),
     so a hand-made causal mask takes the compiled path too."""
     if not isinstance(keep, np.ndarray) or keep.shape[-2:] != (tq, tk) or keep.size != tq * tk:
         return None
-    offset = tk - tq
-    return offset if np.array_equal(keep.reshape(tq, tk), np.tri(tq, tk, offset, dtype=bool)) else None
+    return tk - tq if np.array_equal(keep.reshape(tq, tk), _causal_mask(tq, tk)) else None
 
 
 class Attention(FusedFunction):
@@ -40,7 +46,7 @@ class Attention(FusedFunction):
         s = (q * scale) @ k.swapaxes(-1, -2)   # scaling q costs Tq·d, scaling s would cost Tq·Tk
         # the compiled causal softmax (compiled.py): one pass per row over the visible keys only
         self.causal = causal_offset(keep, s.shape[-2], s.shape[-1]) if compiled.usable(
-            s, dtypes=(np.float32,)) and s.ndim >= 3 and s.size else None
+            s, dtypes=(np.float32,)) and s.size else None
         if self.causal is not None:
             s = np.ascontiguousarray(s)   # matmul keeps a permuted input's memory order
             s3 = s.reshape(-1, s.shape[-2], s.shape[-1])

@@ -95,16 +95,15 @@ class LayerNorm(FusedFunction):
     def _compiled_backward(self, g, g2, w, gx, want_w):
         """The backward as one compiled loop per row block (``numba_loops.layer_norm_backward``);
         each block sums its own dw and db in float64, added up here."""
-        xp = np
         weight, bias = self.inputs[1], self.inputs[2]
         xhat, d = self.xhat, self.xhat.shape[1]
         loop = compiled.kernel("layer_norm_backward")
-        w1 = xp.ones(d, g2.dtype) if w is None else xp.ascontiguousarray(w, dtype=g2.dtype)
-        gx2 = gx if gx is not None else xp.empty((1, d), g2.dtype)   # unused when want_x is False
+        w1 = np.ones(d, g2.dtype) if w is None else np.ascontiguousarray(w, dtype=g2.dtype)
+        gx2 = gx if gx is not None else np.empty((1, d), g2.dtype)   # unused when want_x is False
         partial = {}
 
         def kernel(rows):
-            acc_w, acc_b = xp.zeros(d), xp.zeros(d)
+            acc_w, acc_b = np.zeros(d), np.zeros(d)
             loop(g2[rows], xhat[rows], self.rstd[rows], w1, gx2[rows] if gx is not None else gx2,
                  acc_w, acc_b, gx is not None)
             partial[rows.start] = acc_w, acc_b

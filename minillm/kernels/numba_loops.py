@@ -221,7 +221,7 @@ def causal_softmax_backward(dp, p, offset):
     for n in range(n_blocks):
         for i in range(tq):
             keys = min(max(i + offset + 1, 0), tk)
-            row_dot = np.float32(0.0)
+            row_dot = 0.0   # float64, as the forward's row sum
             for j in range(keys):
                 row_dot += dp[n, i, j] * p[n, i, j]
             for j in range(keys):
