@@ -31,6 +31,12 @@ CONFIGS = {
 }
 
 
+# The PyTorch twin borrows minillm's GPTConfig, so its process imports minillm, whose import tunes
+# glibc's malloc (backend.keep_freed_memory_for_reuse). A PyTorch child runs with this environment
+# so that it measures PyTorch with the allocator as people run it.
+TORCH_CHILD_ENV = {"MINILLM_KEEP_FREED_MEMORY": "0"}
+
+
 def make_batches(cfg, n, vocab=65, seed=0):
     rng = np.random.default_rng(seed)
     data = rng.integers(0, vocab, size=200_000)

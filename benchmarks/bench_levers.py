@@ -21,11 +21,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bench_ratio import run_child  # noqa: E402
 
 VARIANTS = {
     "all on": {},
@@ -34,14 +36,6 @@ VARIANTS = {
     "both off": {"MINILLM_COMPILED": "0", "MINILLM_KEEP_FREED_MEMORY": "0"},
     "MINILLM_FUSED=0": {"MINILLM_FUSED": "0"},
 }
-
-
-def run(config, iters, env):
-    cmd = [sys.executable, os.path.join(HERE, "bench_ratio.py"), "--child", "minillm", "--config", config,
-           "--iters", str(iters)]
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
-    return time.perf_counter() - t0, json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -59,10 +53,10 @@ def main():
         order = args.variants if r % 2 == 0 else list(reversed(args.variants))
         rec = {}
         for name in order:
-            long_wall, long_out = run(args.config, args.long, VARIANTS[name])
-            short_wall, _ = run(args.config, args.short, VARIANTS[name])
-            rec[name] = {"ms_per_iter": (long_wall - short_wall) * 1000 / n, "vm_hwm_mib": long_out["vm_hwm_mib"],
-                         "loss": long_out["loss"]}
+            long_ = run_child("minillm", args.config, args.long, VARIANTS[name])
+            short_ = run_child("minillm", args.config, args.short, VARIANTS[name])
+            rec[name] = {"ms_per_iter": (long_["wall_s"] - short_["wall_s"]) * 1000 / n,
+                         "vm_hwm_mib": long_["vm_hwm_mib"], "loss": long_["loss"]}
         rounds.append(rec)
         print(f"round {r}: " + ", ".join(f"{k} {v['ms_per_iter']:.1f}" for k, v in rec.items()), flush=True)
     summary = {}

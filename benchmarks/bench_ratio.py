@@ -6,7 +6,9 @@
 PyTorch runs at its defaults: ``F.scaled_dot_product_attention`` (benchmarks/torch_gpt.py with
 sdpa=True), its default intra-op threads, float32, ``torch.optim.AdamW`` with its default
 implementation choice (no ``foreach`` argument). minillm runs its default path (kernels as
-configured by default). Both: same model shape, same batches, AdamW (wd 0.1 on matrices),
+configured by default). PyTorch's process runs with ``bench_gpt.TORCH_CHILD_ENV`` (glibc's malloc
+left as it is: its model borrows minillm's config class, and importing minillm would tune it). Both:
+same model shape, same batches, AdamW (wd 0.1 on matrices),
 gradient clipping at 1.0, dropout 0.
 
 Per-iteration time of one framework in one round = (wall time of a process running ``--long``
@@ -74,6 +76,8 @@ def child(args):
         loss = step(x, y)
     last = sync(loss)
     loop_s = time.perf_counter() - t0
+    backend = sys.modules.get("minillm.backend")
+    info["malloc_tuned"] = bool(backend and backend._malloc_tuned)   # False in the PyTorch child
     try:
         from threadpoolctl import threadpool_info
         info["threadpools"] = [{k: d.get(k) for k in ("internal_api", "num_threads", "version",
@@ -83,10 +87,14 @@ def child(args):
     print(json.dumps({"loop_s": loop_s, "vm_hwm_mib": vm_hwm_mib(), "loss": float(last), **info}))
 
 
-def run_child(fw, config, iters):
+def run_child(fw, config, iters, env=None):
+    """Run ``iters`` steps of ``fw`` in a process of its own (extra environment ``env``); its
+    wall time and what the child reported."""
+    from bench_gpt import TORCH_CHILD_ENV
+    env = {**os.environ, **(TORCH_CHILD_ENV if fw == "torch" else {}), **(env or {})}
     cmd = [sys.executable, os.path.abspath(__file__), "--child", fw, "--config", config, "--iters", str(iters)]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     wall = time.perf_counter() - t0
     return {"wall_s": wall, **json.loads(out)}
 

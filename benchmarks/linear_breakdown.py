@@ -2,7 +2,7 @@
 and backward, re-written here with ``perf_counter`` around each piece (the products, the bias add,
 the bias-gradient sum, the reshapes), over 20 steps after 5 warm-up steps.
 
-    python benchmarks/linear_breakdown.py
+    python benchmarks/linear_breakdown.py      # appends a JSON line to benchmarks/results/linear_breakdown.jsonl
 
 Compare with ``benchmarks/bench_gemm.py``, which times the same products in a tight loop. The
 pieces compute exactly what ``minillm.nn.functional._Linear`` computes.
@@ -10,6 +10,7 @@ pieces compute exactly what ``minillm.nn.functional._Linear`` computes.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sys
 import time
@@ -58,9 +59,14 @@ def main():
     t0 = time.perf_counter()
     for x, y in batches[5:]:
         sync(step(x, y))
-    print(f"step {(time.perf_counter() - t0) / 20 * 1e3:.1f} ms; per step:")
-    for name, s in seconds.items():
-        print(f"  {name:26s} {s / 20 * 1e3:6.2f} ms")
+    step_ms = (time.perf_counter() - t0) / 20 * 1e3
+    per_step = {name: s / 20 * 1e3 for name, s in seconds.items()}
+    print(f"step {step_ms:.1f} ms; per step:")
+    for name, ms in per_step.items():
+        print(f"  {name:26s} {ms:6.2f} ms")
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "linear_breakdown.jsonl"), "a") as f:
+        f.write(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "config": "cpu",
+                            "step_ms": step_ms, "per_step_ms": per_step}) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def torch_cat(name):
     return "other ops"
 
 
+from bench_gpt import TORCH_CHILD_ENV  # noqa: E402
+
+
 def child(fw, config, steps, warmup):
     from bench_gpt import CONFIGS, make_batches
     cfg = CONFIGS[config]
@@ -148,7 +151,9 @@ def main():
     for fw in ("minillm", "torch"):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", fw, "--config", a.config,
                "--steps", str(a.steps), "--warmup", str(a.warmup)]
-        res[fw] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        env = {**os.environ, **(TORCH_CHILD_ENV if fw == "torch" else {})}
+        res[fw] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                            env=env).stdout.strip().splitlines()[-1])
     m, t = res["minillm"], res["torch"]
     print(f"{'ms per step (' + a.config + ')':<34}{'minillm':>10}{'PyTorch':>10}")
     for c in CATS:
