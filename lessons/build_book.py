@@ -90,7 +90,7 @@ def build_one(path: str, out_dir: str, quick: bool, execute: bool, timeout: int,
             except RuntimeError as exc:
                 # two kernels started at the same moment can pick the same port ("Kernel died before
                 # replying to kernel_info"): start again, a moment later
-                if "Kernel died" not in str(exc) or attempt == 2:
+                if "Kernel died before replying to kernel_info" not in str(exc) or attempt == 2:
                     raise
                 time.sleep(2 + 3 * attempt)
                 nb = nbformat.read(path, as_version=4)

@@ -277,9 +277,9 @@ def nccl():
 # ---------------------------------------------------------------------------- host memory
 # A training step allocates and frees the same large arrays (activations, gradients) every step.
 # glibc serves an allocation above its mmap threshold with a fresh mmap and returns it to the OS on
-# free, so every step pays a page fault per 4 KiB of every such array, ~2,500 faults per step at
-# the CPU preset (measured with getrusage: ~5 ms of system time). PyTorch's process, at the same
-# step, takes ~100. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim threshold
+# free, so every step pays a page fault per 4 KiB of every such array: 2,500–3,700 faults per step
+# at the CPU preset, 5–9 ms of system time (benchmarks/page_faults.py); PyTorch's process takes
+# ~570 at the same step. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim threshold
 # keeps freed blocks in the heap for the next step; the cost is that the process keeps its peak
 # heap rather than shrinking between steps. MINILLM_KEEP_FREED_MEMORY=0 leaves malloc as it is.
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
