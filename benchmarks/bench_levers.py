@@ -9,7 +9,9 @@ Variants (environment of the child process; everything else at its defaults):
 * ``MINILLM_COMPILED=0``: NumPy's passes instead of the compiled loops (kernels/compiled.py);
 * ``MINILLM_KEEP_FREED_MEMORY=0``: glibc's malloc left as it is (backend.keep_freed_memory_for_reuse);
 * ``both off``: both of the above;
-* ``MINILLM_FUSED=0``: no fused kernels at all, the plain formulas (the textbook path).
+* ``MINILLM_FUSED=0``: no fused kernels at all, the plain formulas (the textbook path);
+* ``MINILLM_NUM_THREADS=1``: minillm's own kernels on one thread (BLAS keeps its threads);
+* ``OPENBLAS_NUM_THREADS=1``: BLAS on one thread (minillm's kernels keep theirs).
 
 Per-iteration time = (wall time of a --long run − that of a --short run) / (long − short); the
 median and the spread over rounds are printed and appended as one JSON line to ``--json``
@@ -35,6 +37,8 @@ VARIANTS = {
     "MINILLM_KEEP_FREED_MEMORY=0": {"MINILLM_KEEP_FREED_MEMORY": "0"},
     "both off": {"MINILLM_COMPILED": "0", "MINILLM_KEEP_FREED_MEMORY": "0"},
     "MINILLM_FUSED=0": {"MINILLM_FUSED": "0"},
+    "MINILLM_NUM_THREADS=1": {"MINILLM_NUM_THREADS": "1"},
+    "OPENBLAS_NUM_THREADS=1": {"OPENBLAS_NUM_THREADS": "1"},
 }
 
 

@@ -281,8 +281,12 @@ def nccl():
 # at the CPU preset, 5–9 ms of system time (benchmarks/page_faults.py); PyTorch's process takes
 # ~570 at the same step. Raising the mmap threshold to glibc's maximum (32 MiB) and the trim threshold
 # keeps freed blocks in the heap for the next step; the cost is that the process keeps its peak
-# heap rather than shrinking between steps. MINILLM_KEEP_FREED_MEMORY=0 leaves malloc as it is.
+# heap rather than shrinking between steps. The trim threshold is 1 GiB: at 6/6/384, block 256, a
+# step's arrays are ~20 MiB each and its heap some hundreds of MiB, and with a 64 MiB threshold glibc
+# still gave the top of the heap back after each step (5,900 faults and 45 ms of system time per
+# step, benchmarks/page_faults.py --config gpt6). MINILLM_KEEP_FREED_MEMORY=0 leaves malloc as it is.
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+GLIBC_TRIM_THRESHOLD = 1024 * 1024 * 1024
 _malloc_tuned = None
 
 
@@ -303,7 +307,7 @@ def keep_freed_memory_for_reuse() -> bool:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3   # <malloc.h>
         _malloc_tuned = bool(libc.mallopt(m_mmap_threshold, GLIBC_MMAP_THRESHOLD_MAX)
-                             and libc.mallopt(m_trim_threshold, 2 * GLIBC_MMAP_THRESHOLD_MAX))
+                             and libc.mallopt(m_trim_threshold, GLIBC_TRIM_THRESHOLD))
     except (OSError, AttributeError):
         pass
     return _malloc_tuned

@@ -287,7 +287,7 @@ def test_compiled_causal_softmax_is_accurate_against_float64():
 
     x = np.concatenate([np.linspace(-87.3, 0, 100_001), [-87.4, -100.0, -np.inf]]).astype(np.float32)
     row = x.reshape(1, 1, -1).copy()
-    numba_loops.causal_softmax_forward(row, row.shape[-1], np.empty(row.shape[-1], np.int32))
+    numba_loops.causal_softmax_forward(row, row.shape[-1], 1.0, np.empty(row.shape[-1], np.int32))
     exp64 = np.exp(x.astype(np.float64))
     want = exp64 / exp64.sum()
     got = row[0, 0].astype(np.float64)
@@ -295,8 +295,53 @@ def test_compiled_causal_softmax_is_accurate_against_float64():
     normal = want > 1e-30   # leave out float32's subnormal range, where the spacing is absolute
     assert np.max(np.abs(got[normal] - want[normal]) / want[normal]) < 1e-6
     with_nan = np.array([[[0.0, np.nan, -1.0]]], np.float32)
-    numba_loops.causal_softmax_forward(with_nan, 3, np.empty(3, np.int32))
+    numba_loops.causal_softmax_forward(with_nan, 3, 1.0, np.empty(3, np.int32))
     assert np.isnan(with_nan).all()
+
+
+def test_compiled_causal_softmax_scale_and_rows_of_minus_inf():
+    """The scale inside the exponent gives softmax(scale·s); a row whose visible scores are all
+    −inf has no allowed key and gives 0, as NumPy's path does (not NaN from −inf − (−inf))."""
+    from minillm.kernels import numba_loops
+
+    rng = np.random.default_rng(12)
+    s = rng.standard_normal((2, 5, 5)).astype(np.float32) * 4
+    got = s.copy()
+    numba_loops.causal_softmax_forward(got, 0, 0.25, np.empty(5, np.int32))
+    scaled = np.where(np.tri(5, dtype=bool), 0.25 * s.astype(np.float64), -np.inf)
+    want = np.exp(scaled - scaled.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, want / want.sum(-1, keepdims=True), rtol=2e-6, atol=1e-7)
+    s[1, 3, :4] = -np.inf
+    numba_loops.causal_softmax_forward(s, 0, 1.0, np.empty(5, np.int32))
+    assert np.all(s[1, 3] == 0) and np.isfinite(s).all()
+    # through attention: a query of −inf against keys with positive first components
+    q = np.zeros((1, 2, 200, 64), np.float32)   # big enough for the compiled path
+    q[0, 1, 7, 0] = -np.inf
+    k = np.abs(rng.standard_normal((1, 2, 200, 64))).astype(np.float32) + 0.1
+    v = rng.standard_normal((1, 2, 200, 64)).astype(np.float32)
+    outs = []
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            LOOPS_USED.clear()
+            outs.append(F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), is_causal=True).numpy())
+            assert ("causal_softmax_forward" in LOOPS_USED) == flag
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    assert np.all(outs[0][0, 1, 7] == 0)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5])
+def test_causal_attention_with_a_scale_that_is_not_positive_runs_numpy(scale):
+    """The compiled softmax takes the max of the unscaled scores, right only for scale > 0; any
+    other scale runs NumPy's passes, with NumPy's results."""
+    rng = np.random.default_rng(13)
+    q, k, v = (Tensor(rng.standard_normal((2, 2, 100, 64)).astype(np.float32)) for _ in range(3))
+    outs = []
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            LOOPS_USED.clear()
+            outs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale).numpy())
+            assert LOOPS_USED == []
+    np.testing.assert_array_equal(outs[0], outs[1])
 
 
 def test_numba_that_fails_to_load_falls_back_to_numpy_with_one_warning(monkeypatch):

@@ -43,16 +43,20 @@ class Attention(FusedFunction):
 
     def _attend(self, q, k, v, keep, drop, scale):
         xp = backend.get_array_module(q)
-        s = (q * scale) @ k.swapaxes(-1, -2)   # scaling q costs Tq·d, scaling s would cost Tq·Tk
-        # the compiled causal softmax (compiled.py): one pass per row over the visible keys only
-        self.causal = causal_offset(keep, s.shape[-2], s.shape[-1]) if compiled.usable(
-            s, dtypes=(np.float32,)) and s.size else None
+        # the compiled causal softmax (compiled.py): one pass per row over the visible keys only,
+        # with the scale applied inside its exponent (for scale > 0), so q is not scaled first
+        self.causal = None
+        scores = int(np.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2]))) * q.shape[-2] * k.shape[-2]
+        if scale > 0 and scores and compiled.usable(q, k, dtypes=(np.float32,), elements=scores):
+            self.causal = causal_offset(keep, q.shape[-2], k.shape[-2])
         if self.causal is not None:
-            s = np.ascontiguousarray(s)   # matmul keeps a permuted input's memory order
+            s = np.ascontiguousarray(q @ k.swapaxes(-1, -2))   # matmul keeps a permuted input's memory order
             s3 = s.reshape(-1, s.shape[-2], s.shape[-1])
             loop = compiled.kernel("causal_softmax_forward")
-            over_rows(lambda rows: loop(s3[rows], self.causal, np.empty(s.shape[-1], np.int32)), s3)
+            over_rows(lambda rows: loop(s3[rows], self.causal, scale, np.empty(s.shape[-1], np.int32)), s3)
             keep = None
+        else:
+            s = (q * scale) @ k.swapaxes(-1, -2)   # scaling q costs Tq·d, scaling s would cost Tq·Tk
         # an additive 0/−inf bias, broadcast in place: cheaper than a masked copy of s
         bias = None if keep is None else xp.where(keep, 0.0, -xp.inf).astype(s.dtype)
 
@@ -96,16 +100,19 @@ class Attention(FusedFunction):
             dp3 = dp.reshape(-1, dp.shape[-2], dp.shape[-1])
             p3 = self.p.reshape(dp3.shape)
             loop = compiled.kernel("causal_softmax_backward")
-            over_rows(lambda rows: loop(dp3[rows], p3[rows], self.causal), dp3)
+            over_rows(lambda rows: loop(dp3[rows], p3[rows], self.causal, scale), dp3)
+            scale = 1.0   # the loop has multiplied dS by it
         elif dp.size:
             over_rows(softmax_backward_rows, dp)
         gq = gk = None
         if wanted[0]:
             gq = dp @ k
-            gq *= scale
+            if scale != 1.0:
+                gq *= scale
         if wanted[1]:
             gk = dp.swapaxes(-1, -2) @ q
-            gk *= scale
+            if scale != 1.0:
+                gk *= scale
         return gq, gk, gv
 
 

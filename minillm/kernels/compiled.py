@@ -79,10 +79,11 @@ def enabled_if(flag: bool):
 MIN_ELEMENTS = 1 << 14
 
 
-def usable(*arrays, dtypes=(np.float32, np.float64)) -> bool:
-    """True if the compiled path is on, every array is a NumPy array of one of ``dtypes``, the
-    first has at least ``MIN_ELEMENTS`` elements, and the loops load (see ``_load``)."""
-    return (_enabled and arrays[0].size >= MIN_ELEMENTS
+def usable(*arrays, dtypes=(np.float32, np.float64), elements=None) -> bool:
+    """True if the compiled path is on, every array is a NumPy array of one of ``dtypes``, the op
+    touches at least ``MIN_ELEMENTS`` elements (``elements``, by default the first array's size),
+    and the loops load (see ``_load``)."""
+    return (_enabled and (arrays[0].size if elements is None else elements) >= MIN_ELEMENTS
             and all(isinstance(a, np.ndarray) and a.dtype in dtypes for a in arrays)
             and _load() is not None)
 

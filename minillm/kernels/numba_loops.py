@@ -184,11 +184,15 @@ def _row_max(row, keys, lanes):
 
 
 @_jit
-def causal_softmax_forward(s, offset, bits):
-    """In place on float32 scores s (N, Tq, Tk): row i becomes softmax over keys j ≤ i + offset,
-    and 0 past them (a row with no key is all 0). ``bits`` is an int32 scratch row of length Tk."""
+def causal_softmax_forward(s, offset, scale, bits):
+    """In place on float32 scores s (N, Tq, Tk) = q kᵀ (unscaled): row i becomes
+    softmax(scale · s_i) over keys j ≤ i + offset, and 0 past them. ``scale`` > 0 is applied
+    inside the exponent, exp(scale·(s_ij − max_j s_ij)), which saves a pass over q. A row with no
+    key, or whose visible scores are all −inf, is all 0 (as NumPy's path gives). ``bits`` is an
+    int32 scratch row of length Tk."""
     n_blocks, tq, tk = s.shape
     zero = np.float32(0.0)
+    scale = np.float32(scale)
     scale2 = bits.view(np.float32)   # the 2^n factors, as float32 bit patterns
     lanes = np.empty(_LANES, s.dtype)
     for n in range(n_blocks):
@@ -199,8 +203,12 @@ def causal_softmax_forward(s, offset, bits):
             if keys == 0:
                 continue
             top = _row_max(s[n, i], keys, lanes)
+            if top == -np.inf:   # every visible score is −inf: no allowed key, as a masked row
+                for j in range(keys):
+                    s[n, i, j] = zero
+                continue
             for j in range(keys):
-                y, e = _exp32_mantissa(s[n, i, j] - top)
+                y, e = _exp32_mantissa((s[n, i, j] - top) * scale)
                 s[n, i, j] = y
                 bits[j] = np.int32((e + np.float32(127.0)) * np.float32(8388608.0))   # (n + 127) << 23
             total = 0.0   # float64: a long row's sum keeps its accuracy
@@ -214,10 +222,12 @@ def causal_softmax_forward(s, offset, bits):
 
 
 @_jit
-def causal_softmax_backward(dp, p, offset):
-    """In place on dP (N, Tq, Tk) = g vᵀ: dS_ij = P_ij(dP_ij − Σ_l dP_il P_il) over the kept keys,
-    0 past them (the softmax's Jacobian-vector product, Vaswani et al., 2017, eq. 1)."""
+def causal_softmax_backward(dp, p, offset, scale):
+    """In place on dP (N, Tq, Tk) = g vᵀ: dS_ij = scale · P_ij(dP_ij − Σ_l dP_il P_il) over the
+    kept keys, 0 past them: the softmax's Jacobian-vector product (Vaswani et al., 2017, eq. 1)
+    times the forward's ``scale``, so that dq = dS k and dk = dSᵀ q need no further pass."""
     n_blocks, tq, tk = dp.shape
+    scale = np.float32(scale)
     for n in range(n_blocks):
         for i in range(tq):
             keys = min(max(i + offset + 1, 0), tk)
@@ -225,6 +235,6 @@ def causal_softmax_backward(dp, p, offset):
             for j in range(keys):
                 row_dot += dp[n, i, j] * p[n, i, j]
             for j in range(keys):
-                dp[n, i, j] = p[n, i, j] * (dp[n, i, j] - row_dot)
+                dp[n, i, j] = scale * p[n, i, j] * (dp[n, i, j] - row_dot)
             for j in range(keys, tk):
                 dp[n, i, j] = np.float32(0.0)
