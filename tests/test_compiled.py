@@ -404,3 +404,49 @@ def test_training_steps_with_dropout_agree_on_both_paths():
                 assert {"layer_norm_forward", "layer_norm_backward", "gelu_tanh_forward", "gelu_tanh_backward",
                         "causal_softmax_forward", "causal_softmax_backward"} <= set(LOOPS_USED)
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt_class,options", [
+    ("AdamW", dict(weight_decay=0.1)),
+    ("Adam", dict(weight_decay=0.01)),
+    ("Adam", dict(maximize=True)),
+    ("AdamW", dict(weight_decay=0.1, amsgrad=True)),   # amsgrad keeps NumPy's in-place form
+])
+def test_compiled_adam_equals_numpy(dtype, opt_class, options):
+    """Adam/AdamW's compiled loop (one pass per parameter) against NumPy's in-place form, over ten
+    steps, on a contiguous gradient (compiled) and a transposed one (NumPy's form, both runs)."""
+    from minillm.kernels import threads
+    rng = np.random.default_rng(14)
+    shapes = [(64, 48), (48,), (3, 5, 7), (512, 300)]   # the last is big enough for the thread pool
+    init = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(10)]
+    grads[3][0] = np.asfortranarray(grads[3][0])   # one step's gradient is not C-contiguous
+
+    def run(flag, num_threads=None):
+        params = [Tensor(a.copy(), requires_grad=True) for a in init]
+        opt = getattr(mm.optim, opt_class)(params, lr=1e-2, **options)
+        LOOPS_USED.clear()
+        saved, threads._num_threads = threads._num_threads, num_threads
+        try:
+            with compiled.enabled_if(flag):
+                for step in grads:
+                    for p, g in zip(params, step):
+                        p.grad = Tensor(g)
+                    opt.step()
+        finally:
+            threads._num_threads = saved
+        return [p.numpy() for p in params], list(LOOPS_USED)
+
+    got, used = run(True)
+    want, used_numpy = run(False)
+    assert used_numpy == []
+    assert (len(used) > 0) == (not options.get("amsgrad")), used
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol)
+    # each element's arithmetic does not depend on how the rows were split between threads
+    one_thread, _ = run(True, num_threads=1)
+    for a, b in zip(got, one_thread):
+        np.testing.assert_array_equal(a, b)

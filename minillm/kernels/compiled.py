@@ -17,7 +17,10 @@ per row instead. This module is that one loop per row, written in Python and com
   ``exp`` written so that it vectorizes. The products around it stay on BLAS; other masks (padding)
   and float64 stay on NumPy.
 
-Everything else (the products, cross-entropy, the optimizer) stays on NumPy/BLAS. The loops run
+* the Adam/AdamW update (without amsgrad), float32 and float64: one pass over θ, g, m and v with
+  the CUDA kernel's arithmetic (``adam.py``), where NumPy's in-place form makes about ten.
+
+Everything else (the products, cross-entropy) stays on NumPy/BLAS. The loops run
 without the GIL (``nogil=True``) and are split over rows by ``threads.py``'s pool, the same pool
 the NumPy path uses, so there is no second threading runtime (numba's own ``parallel=True``
 layers are not safe across ``fork``, nor when two Python threads call a kernel at once).

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend, kernels
+from ..kernels import compiled
 from ..kernels.adam import cuda_adam_kernel
+from ..kernels.threads import over_rows
 from .optimizer import Optimizer
 
 
@@ -24,8 +26,9 @@ class Adam(Optimizer):
     The last line is the bias-corrected update m̂/(√v̂ + ε) of the paper with ε added after the
     correction of v, as PyTorch does. ``_update_as_in_the_paper`` is that algorithm line by line
     (what runs when ``minillm.kernels`` is disabled); ``_update_in_place`` computes the same in
-    the paper's equivalent form θ ← θ − α·m/(√v̂ + ε̂) without temporaries, and on CuPy (without
-    amsgrad) the whole update is one fused kernel (``minillm/kernels/adam.py``). State per
+    the paper's equivalent form θ ← θ − α·m/(√v̂ + ε̂) without temporaries. Without amsgrad, the
+    whole update is one fused kernel on CuPy (``minillm/kernels/adam.py``) and, with numba
+    installed (the ``[fast]`` extra), one compiled loop on NumPy (``kernels/compiled.py``). State per
     parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad,
     ``max_exp_avg_sq``; arrays in the parameter's dtype on its device.
     """
@@ -69,6 +72,8 @@ class Adam(Optimizer):
                 self._update_as_in_the_paper(param, grad, state, **hyper)
             elif xp is not np and not amsgrad:
                 self._update_cuda(param, grad, state, **hyper)
+            elif not amsgrad and self._compiled_usable(param, grad, state):
+                self._update_compiled(param, grad, state, **hyper)
             else:
                 self._update_in_place(param, grad, state, xp, **hyper)
 
@@ -142,6 +147,33 @@ class Adam(Optimizer):
             grad, -1.0 if maximize else 1.0, 0.0 if decoupled else weight_decay,
             1.0 - lr * weight_decay if decoupled else 1.0, beta1, beta2, step_size, eps * bias_correction2_sqrt,
             param, state["exp_avg"], state["exp_avg_sq"])
+
+
+    @staticmethod
+    def _compiled_usable(param, grad, state):
+        arrays = (param, grad, state["exp_avg"], state["exp_avg_sq"])
+        return (compiled.usable(*arrays) and all(a.flags.c_contiguous for a in arrays)
+                and len({a.dtype for a in arrays}) == 1)
+
+    @staticmethod
+    def _update_compiled(param, grad, state, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad, maximize):
+        """The same update as one compiled loop over the arrays (``numba_loops.adam_update``,
+        the ``[fast]`` extra), split over threads in row blocks; each element's arithmetic is
+        the CUDA kernel's, so the split does not change the result."""
+        step = state["step"]
+        bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
+        t = param.dtype.type   # the scalars in θ's dtype
+        scalars = (t(-1.0 if maximize else 1.0), t(0.0 if decoupled else weight_decay),
+                   t(1.0 - lr * weight_decay if decoupled else 1.0), t(beta1), t(beta2),
+                   t(lr * bias_correction2_sqrt / (1.0 - beta1 ** step)), t(eps * bias_correction2_sqrt))
+        flat = [a.reshape(-1) for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
+        blocks = [a.reshape(-1, ADAM_BLOCK) if a.size % ADAM_BLOCK == 0 else a.reshape(1, -1) for a in flat]
+        loop = compiled.kernel("adam_update")
+        over_rows(lambda rows: loop(*(b[rows].reshape(-1) for b in blocks), *scalars), blocks[0])
+
+
+# rows of this many elements give ``over_rows`` blocks to hand to its threads
+ADAM_BLOCK = 1024
 
 
 class AdamW(Adam):
