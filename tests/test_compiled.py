@@ -450,3 +450,21 @@ def test_compiled_adam_equals_numpy(dtype, opt_class, options):
     one_thread, _ = run(True, num_threads=1)
     for a, b in zip(got, one_thread):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("big", [False, True])   # True: large enough for the thread pool
+@pytest.mark.parametrize("batches", [((1, 1, 3), "v"), ((3, 1, 1), "q"), ((1, 3, 3), "k and v")])
+def test_causal_attention_with_broadcast_batches(big, batches):
+    """q, k and v whose batch dims broadcast (one of size 1, as PyTorch allows): both paths agree,
+    and each gradient has its input's shape. A v with more batch entries than q and k used to fail
+    in the compiled backward (P reshaped to dP's larger shape)."""
+    sizes, _ = batches
+    t, d = (300, 16) if big else (6, 4)
+    rng = np.random.default_rng(15)
+    q, k, v = (rng.standard_normal((b, 2, t, d)).astype(np.float32) for b in sizes)
+    g = rng.standard_normal((3, 2, t, d)).astype(np.float32)
+    got, want = _both_paths(lambda qt, kt, vt: F.scaled_dot_product_attention(qt, kt, vt, is_causal=True),
+                            [q, k, v], g)
+    for a, x in zip(got[1:], (q, k, v)):
+        assert a.shape == x.shape
+    _assert_same(got, want, np.float32, f"broadcast batches {sizes}")

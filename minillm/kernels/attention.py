@@ -87,9 +87,11 @@ class Attention(FusedFunction):
         scale, drop = self.options["scale"], self.options.get("drop")
         gv = self.pd.swapaxes(-1, -2) @ g if wanted[2] else None
         dp = g @ v.swapaxes(-1, -2)
+        # a v with more batch entries than q and k broadcasts P in the forward, so dP is larger
+        p = self.p if self.p.shape == dp.shape else backend.get_array_module(dp).broadcast_to(self.p, dp.shape)
 
         def softmax_backward_rows(rows):  # dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place in dp
-            dr, pr = dp[rows], self.p[rows]
+            dr, pr = dp[rows], p[rows]
             if drop is not None:
                 dr *= drop[rows] if drop.ndim == dp.ndim and drop.shape[0] == dp.shape[0] else drop
             dr -= (dr * pr).sum(axis=-1, keepdims=True)
@@ -98,7 +100,7 @@ class Attention(FusedFunction):
             if drop is not None:
                 dp *= drop
             dp3 = dp.reshape(-1, dp.shape[-2], dp.shape[-1])
-            p3 = self.p.reshape(dp3.shape)
+            p3 = np.ascontiguousarray(p).reshape(dp3.shape)
             loop = compiled.kernel("causal_softmax_backward")
             over_rows(lambda rows: loop(dp3[rows], p3[rows], self.causal, scale), dp3)
             scale = 1.0   # the loop has multiplied dS by it
