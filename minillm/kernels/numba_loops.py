@@ -242,17 +242,17 @@ def causal_softmax_backward(dp, p, offset, scale):
 
 # ---------------------------------------------------------------------- Adam / AdamW
 @_jit
-def adam_update(p, g, m, v, sign, l2, decay, beta1, beta2, step_size, eps_hat):
+def adam_update(p, g, m, v, sign, l2, decay, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, eps_hat):
     """One Adam/AdamW step in place on the flat arrays θ (``p``), m, v, gradient ``g``; the same
     equations as the CUDA kernel in ``adam.py``: g ← sign·g + l2·θ; θ ← θ·decay; m ← β₁m + (1 − β₁)g;
     v ← β₂v + (1 − β₂)g²; θ ← θ − step_size·m/(√v + ε̂). One pass, where NumPy's in-place form
-    makes about ten. The scalars come in θ's dtype, so a float32 step stays in float32."""
-    one = beta1 - beta1 + 1   # 1 in the scalars' dtype
+    makes about ten. The scalars come in θ's dtype (1 − β too, so that no integer 1 promotes the
+    arithmetic), so a float32 step stays in float32."""
     for i in range(p.shape[0]):
         grad = sign * g[i] + l2 * p[i]
         theta = p[i] * decay
-        mi = beta1 * m[i] + (one - beta1) * grad
-        vi = beta2 * v[i] + (one - beta2) * grad * grad
+        mi = beta1 * m[i] + one_minus_beta1 * grad
+        vi = beta2 * v[i] + one_minus_beta2 * grad * grad
         m[i] = mi
         v[i] = vi
         p[i] = theta - step_size * mi / (np.sqrt(vi) + eps_hat)

@@ -10,6 +10,10 @@ from ..kernels.adam import cuda_adam_kernel
 from ..kernels.threads import over_rows
 from .optimizer import Optimizer
 
+# the compiled update sees a parameter as rows of this many elements, which ``over_rows`` hands to
+# its threads (a size that does not divide is one row)
+ADAM_BLOCK = 1024
+
 
 class Adam(Optimizer):
     r"""Adam, as ``torch.optim.Adam`` (``weight_decay`` is L2: it is added to the gradient).
@@ -148,7 +152,6 @@ class Adam(Optimizer):
             1.0 - lr * weight_decay if decoupled else 1.0, beta1, beta2, step_size, eps * bias_correction2_sqrt,
             param, state["exp_avg"], state["exp_avg_sq"])
 
-
     @staticmethod
     def _compiled_usable(param, grad, state):
         arrays = (param, grad, state["exp_avg"], state["exp_avg_sq"])
@@ -164,16 +167,12 @@ class Adam(Optimizer):
         bias_correction2_sqrt = (1.0 - beta2 ** step) ** 0.5
         t = param.dtype.type   # the scalars in θ's dtype
         scalars = (t(-1.0 if maximize else 1.0), t(0.0 if decoupled else weight_decay),
-                   t(1.0 - lr * weight_decay if decoupled else 1.0), t(beta1), t(beta2),
-                   t(lr * bias_correction2_sqrt / (1.0 - beta1 ** step)), t(eps * bias_correction2_sqrt))
+                   t(1.0 - lr * weight_decay if decoupled else 1.0), t(beta1), t(1.0 - beta1), t(beta2),
+                   t(1.0 - beta2), t(lr * bias_correction2_sqrt / (1.0 - beta1 ** step)), t(eps * bias_correction2_sqrt))
         flat = [a.reshape(-1) for a in (param, grad, state["exp_avg"], state["exp_avg_sq"])]
         blocks = [a.reshape(-1, ADAM_BLOCK) if a.size % ADAM_BLOCK == 0 else a.reshape(1, -1) for a in flat]
         loop = compiled.kernel("adam_update")
         over_rows(lambda rows: loop(*(b[rows].reshape(-1) for b in blocks), *scalars), blocks[0])
-
-
-# rows of this many elements give ``over_rows`` blocks to hand to its threads
-ADAM_BLOCK = 1024
 
 
 class AdamW(Adam):
