@@ -108,6 +108,25 @@ def test_gelu_tanh_compiled_equals_numpy(layout, shape):
     _assert_same(got, want, np.float32, f"gelu {layout} {shape}")
 
 
+def test_gelu_tanh_compiled_backward_follows_its_forward():
+    """The compiled forward keeps no σ(2u) (its backward recomputes it), so its backward runs the
+    compiled loop even when the switch is off by then, or the upstream gradient is float64."""
+    rng = np.random.default_rng(16)
+    x = (3 * rng.standard_normal((8, 40))).astype(np.float32)
+    g = rng.standard_normal((8, 40))
+    grads = {}
+    for flag in (True, False):
+        with compiled.enabled_if(flag):
+            leaf = Tensor(x, requires_grad=True)
+            out = _gelu_tanh(leaf)
+        with compiled.enabled_if(False):
+            out.backward(Tensor(g))   # float64 gradient into a float32 op
+        grads[flag] = leaf.grad.numpy()
+    assert LOOPS_USED == ["gelu_tanh_forward", "gelu_tanh_backward"]
+    assert grads[True].dtype == np.float32
+    np.testing.assert_allclose(grads[True], grads[False], rtol=1e-5, atol=8e-6)
+
+
 def test_gelu_tanh_compiled_on_special_values_matches_numpy():
     """NaN stays NaN, ±inf and far tails give what NumPy's σ(2u) gives (σ exactly 0 or 1)."""
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 5.0, -5.0, 9.0, -9.0, 50.0, -50.0,

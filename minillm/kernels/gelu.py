@@ -34,18 +34,21 @@ def as_rows(a):
 class GELU(FusedFunction):
     """GELU x·Φ(x), exact (erf) or GPT-2's tanh form, computed as x·σ(2u),
     u = √(2/π)(x + 0.044715x³), since 0.5(1 + tanh(u)) = σ(2u) and NumPy's float32 exp is about
-    twice as fast as its tanh. Saves s = Φ(x) or σ(2u) for the backward."""
+    twice as fast as its tanh. NumPy's passes save s = Φ(x) or σ(2u) for the backward; the
+    compiled tanh loop (``numba_loops.gelu_tanh_forward``) saves only x and recomputes s."""
 
     def forward(self, x, approximate="none"):
         xp = backend.get_array_module(x)
         self.approximate = approximate
         self.x = x2 = as_rows(x)
-        self.s, out = xp.empty_like(x2), xp.empty_like(x2)
-        s2 = self.s
+        out = xp.empty_like(x2)
         if approximate == "tanh" and x2.size and compiled.usable(x2, dtypes=(np.float32,)):
+            # the compiled loop keeps no s: its backward recomputes it from x (self.s None says so)
             loop, k, c = compiled.kernel("gelu_tanh_forward"), np.float32(GELU_TANH_K), np.float32(GELU_TANH_C)
-            over_rows(lambda rows: loop(x2[rows], k, c, s2[rows], out[rows]), x2)
+            self.s = None
+            over_rows(lambda rows: loop(x2[rows], k, c, out[rows]), x2)
             return out.reshape(x.shape)
+        self.s = s2 = xp.empty_like(x2)
 
         def kernel(rows):
             xr, sr = x2[rows], s2[rows]
@@ -71,10 +74,10 @@ class GELU(FusedFunction):
         xp = backend.get_array_module(g)
         x2, s2, g2 = self.x, self.s, as_rows(g)
         d = xp.empty_like(x2)
-        if self.approximate == "tanh" and d.size and compiled.usable(x2, g2, dtypes=(np.float32,)):
+        if s2 is None:   # the forward ran the compiled loop: so does the backward, whatever g's dtype
             loop = compiled.kernel("gelu_tanh_backward")
-            k, k3c = np.float32(GELU_TANH_K), np.float32(3 * GELU_TANH_C * GELU_TANH_K)
-            over_rows(lambda rows: loop(x2[rows], s2[rows], g2[rows], k, k3c, d[rows]), d)
+            k, c, k3c = (np.float32(v) for v in (GELU_TANH_K, GELU_TANH_C, 3 * GELU_TANH_C * GELU_TANH_K))
+            over_rows(lambda rows: loop(x2[rows], g2[rows], k, c, k3c, d[rows]), d)
             return d.reshape(g.shape)
 
         def kernel(rows):

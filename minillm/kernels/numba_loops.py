@@ -98,33 +98,36 @@ def tanh32(u):
     return -one if small else t
 
 
+@numba.njit(inline="always", fastmath={"contract", "nsz"}, error_model="numpy")
+def _sigma_2u(v, k, c):
+    """s = ½(1 + tanh u) = σ(2u), u = k(v + c·v³): the factor GELU multiplies x by."""
+    return np.float32(0.5) * (np.float32(1.0) + tanh32(k * (v + c * v * v * v)))
+
+
 @_jit
-def gelu_tanh_forward(x, k, c, s, out):
-    """float32 rows: s = ½(1 + tanh u) = σ(2u) with u = k(x + c·x³) (GPT-2's GELU, k = √(2/π),
-    c = 0.044715), out = x·s. ``k`` and ``c`` are float32 scalars, so the loop stays in float32."""
+def gelu_tanh_forward(x, k, c, out):
+    """float32 rows: out = x·s with s = ½(1 + tanh u) = σ(2u), u = k(x + c·x³) (GPT-2's GELU,
+    k = √(2/π), c = 0.044715). ``k`` and ``c`` are float32 scalars, so the loop stays in float32.
+    s is not stored: the backward computes it again from x (as PyTorch's ``gelu_backward`` does),
+    which reads and writes one array fewer each way and keeps no (rows, d) buffer between them."""
     n, d = x.shape
-    half = np.float32(0.5)
-    one = np.float32(1.0)
     for i in range(n):
         for j in range(d):
             v = x[i, j]
-            u = k * (v + c * v * v * v)
-            sv = half * (one + tanh32(u))
-            s[i, j] = sv
-            out[i, j] = v * sv
+            out[i, j] = v * _sigma_2u(v, k, c)
 
 
 @_jit
-def gelu_tanh_backward(x, s, grad, k, k3c, dx):
+def gelu_tanh_backward(x, grad, k, c, k3c, dx):
     """float32 rows: dx = grad·(s + x·2u'·s(1 − s)), u' = k + 3ck·x² (``k3c`` = 3ck), since
-    d/dx σ(2u) = 2u'·σ(2u)(1 − σ(2u))."""
+    d/dx σ(2u) = 2u'·σ(2u)(1 − σ(2u)); s recomputed from x exactly as the forward computed it."""
     n, d = x.shape
     one = np.float32(1.0)
     two = np.float32(2.0)
     for i in range(n):
         for j in range(d):
             v = x[i, j]
-            sv = s[i, j]
+            sv = _sigma_2u(v, k, c)
             du = two * (k + k3c * v * v)
             dx[i, j] = grad[i, j] * (sv + v * du * sv * (one - sv))
 
