@@ -19,7 +19,6 @@ median and the spread over rounds are printed and appended as one JSON line to `
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -29,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_ratio import run_child  # noqa: E402
+from bench_ratio import round_arguments, run_child  # noqa: E402
 
 VARIANTS = {
     "all on": {},
@@ -43,13 +42,8 @@ VARIANTS = {
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", choices=["cpu", "gpt6"], default="cpu")
-    p.add_argument("--long", type=int, default=200)
-    p.add_argument("--short", type=int, default=50)
-    p.add_argument("--rounds", type=int, default=5)
+    p = round_arguments(__doc__, "bench_levers.jsonl")
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--json", default=os.path.join(HERE, "results", "bench_levers.jsonl"))
     args = p.parse_args()
     n = args.long - args.short
     rounds = []

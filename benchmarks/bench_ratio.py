@@ -99,13 +99,20 @@ def run_child(fw, config, iters, env=None):
     return {"wall_s": wall, **json.loads(out)}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def round_arguments(doc, results_file):
+    """The options every alternated-rounds benchmark takes: config, long and short step counts,
+    rounds, and the JSON-lines file its results are appended to."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=["cpu", "gpt6"], default="cpu")
     p.add_argument("--long", type=int, default=200)
     p.add_argument("--short", type=int, default=50)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--json", default=os.path.join(HERE, "results", "bench_ratio.jsonl"))
+    p.add_argument("--json", default=os.path.join(HERE, "results", results_file))
+    return p
+
+
+def main():
+    p = round_arguments(__doc__, "bench_ratio.jsonl")
     p.add_argument("--note", default="")
     p.add_argument("--child", choices=["minillm", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--iters", type=int, help=argparse.SUPPRESS)
